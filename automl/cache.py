@@ -1,0 +1,61 @@
+"""The score cache: an evaluation is reused for an identical candidate, settings, data and seed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from automl.errors import StorageError
+from automl.evaluators import EvalResult
+
+DEFAULT_CACHE = "automl-cache.db"
+CACHE_ENV = "AUTOML_CACHE"
+
+
+def cache_key(candidate_id: str, evaluator_settings: dict[str, Any], data: str, seed: int) -> str:
+    blob = json.dumps({"candidate": candidate_id, "evaluator": evaluator_settings, "data": data, "seed": seed},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ScoreCache:
+    """A SQLite table of evaluation results, keyed by ``cache_key``."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path or os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+        try:
+            self.db = sqlite_utils.Database(self.path)
+            self.table = self.db["scores"]
+            if not self.table.exists():
+                self.table.create({"key": str, "candidate_id": str, "evaluator": str, "data": str,
+                                   "seed": int, "result": str, "created": float}, pk="key")
+                self.table.create_index(["candidate_id"], if_not_exists=True)
+        except sqlite3.DatabaseError as err:
+            raise StorageError(f"{self.path}: the score cache is not a readable SQLite file ({err}); "
+                               f"remove it or pass --cache with another path") from None
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> EvalResult | None:
+        try:
+            row = self.table.get(key)
+        except sqlite_utils.db.NotFoundError:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return EvalResult.from_json(json.loads(row["result"]))
+
+    def put(self, key: str, *, candidate_id: str, evaluator: str, data: str, seed: int, result: EvalResult) -> None:
+        self.table.upsert({"key": key, "candidate_id": candidate_id, "evaluator": evaluator, "data": data,
+                           "seed": seed, "result": json.dumps(result.to_json(), default=str),
+                           "created": time.time()}, pk="key")
+
+    def __len__(self) -> int:
+        return self.table.count

@@ -1,0 +1,197 @@
+"""The ``automl`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from automl.commands import Command
+from automl.errors import AutomlError
+
+STORAGE_HELP = "Optuna storage URL or journal file (default: $AUTOML_STORAGE or sqlite:///automl.db)"
+
+
+def _add_storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default=None, help=STORAGE_HELP)
+
+
+# -- run -------------------------------------------------------------------------------------------
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("space", help="search-space file (TOML)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="run N more trials (default: finish the file's total budget)")
+    _add_storage(parser)
+    parser.add_argument("--study", default=None, help="study name (default: the file's [study] name)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the file's [study] seed)")
+    parser.add_argument("--cache", default=None, help="score-cache file (default: $AUTOML_CACHE or automl-cache.db)")
+    parser.add_argument("--no-cache", action="store_true", help="evaluate every candidate, even repeated ones")
+    parser.add_argument("--device", default=None, help="torch device for evaluators (default: cuda if present)")
+    parser.add_argument("--top", type=int, default=5, help="best trials to print at the end")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from automl.report import study_summary
+    from automl.runner import StudyRunner
+    from automl.space import SearchSpace
+
+    if args.trials is not None and args.trials < 1:
+        raise AutomlError(f"--trials must be at least 1, got {args.trials}")
+    space = SearchSpace.from_file(args.space)
+    runner = StudyRunner(space, storage=args.storage, study_name=args.study, seed=args.seed,
+                         cache=False if args.no_cache else (args.cache or True), device=args.device)
+    before = runner.finished_trials()
+    if args.trials is None and runner.remaining() == 0:
+        print(f"study {runner.study_name!r} already has {before} finished trials (budget "
+              f"{space.study.n_trials}); pass --trials N to run more", file=sys.stderr)
+    elif before:
+        print(f"continuing study {runner.study_name!r} ({before} trials finished)", file=sys.stderr)
+    runner.run(args.trials, show_progress=not args.quiet and sys.stderr.isatty())
+    print(study_summary(runner.study, top=args.top))
+    if runner.cache is not None and runner.cache.hits:
+        print(f"score cache: {runner.cache.hits} hit(s), {runner.cache.misses} miss(es) ({runner.cache.path})")
+    return 0
+
+
+# -- studies / show / export -------------------------------------------------------------------------
+def _studies(args: argparse.Namespace) -> int:
+    from automl.report import studies_table
+    from automl.storage import open_storage
+
+    print(studies_table(open_storage(args.storage)))
+    return 0
+
+
+def _show_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="study name")
+    _add_storage(parser)
+    parser.add_argument("--top", type=int, default=10, help="best trials to print (one objective)")
+
+
+def _show(args: argparse.Namespace) -> int:
+    from automl.report import study_summary
+    from automl.storage import load_study
+
+    study = load_study(args.study, args.storage)
+    described = study.user_attrs.get("automl.space") or {}
+    if described:
+        print(f"space: {described.get('source')}  task: {described.get('task')}  "
+              f"dimensions: {', '.join(described.get('dimensions', []))}  evaluator: {described.get('evaluator')}")
+    print(study_summary(study, top=args.top))
+    for key, value in sorted(study.user_attrs.items()):
+        if key.startswith("strategy."):
+            print(f"{key[len('strategy.'):]}: {json.dumps(value, default=str)}")
+    return 0
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="study name")
+    _add_storage(parser)
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument("--out", default="-", help="output file (default: standard output)")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from automl.records import columns, study_records
+    from automl.storage import load_study
+
+    study = load_study(args.study, args.storage)
+    records = study_records(study)
+    out = sys.stdout if args.out == "-" else open(args.out, "w", newline="")  # noqa: SIM115
+    try:
+        if args.format == "json":
+            for record in records:
+                out.write(json.dumps(record, default=str) + "\n")
+        else:
+            writer = csv.DictWriter(out, fieldnames=columns(records))
+            writer.writeheader()
+            writer.writerows(records)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.out != "-":
+        print(f"wrote {len(records)} trials to {args.out}", file=sys.stderr)
+    return 0
+
+
+# -- plugins -----------------------------------------------------------------------------------------
+def _plugins_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", "-v", action="store_true", help="also list each method's options")
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from automl.registry import get_registry
+
+    registry = get_registry()
+    for info in registry.plugins.values():
+        print(f"{info.name} {info.version} ({info.source})")
+        for kind, names in info.registered.items():
+            print(f"  {kind}: {', '.join(names)}")
+            if args.verbose and kind != "commands":
+                for name in names:
+                    cls = registry.get(kind, name)
+                    print(f"    {name}: {getattr(cls, 'description', '')}")
+                    for option, rule in getattr(cls, "options", {}).items():
+                        print(f"      {option}: {rule.describe()}{' — ' + rule.help if rule.help else ''}")
+    for name, error in registry.failures:
+        print(f"{name}: FAILED TO LOAD ({error})")
+    return 0
+
+
+CORE_COMMANDS = (
+    Command("run", "run (or continue) a search from a search-space file", _run_arguments, _run),
+    Command("studies", "list the studies in a storage", _add_storage, _studies),
+    Command("show", "a study's best trials or Pareto front", _show_arguments, _show),
+    Command("export", "a study's trials as CSV or JSON lines", _export_arguments, _export),
+    Command("plugins", "the loaded plugins and what each registered", _plugins_arguments, _plugins),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from automl import __version__
+    from automl.registry import get_registry
+
+    parser = argparse.ArgumentParser(prog="automl", description="Plugin-based AutoML search on Optuna studies.")
+    parser.add_argument("--version", action="version", version=f"automl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    registry = get_registry()
+    commands: list[Command] = list(CORE_COMMANDS)
+    core = {c.name for c in commands}
+    commands += [registry.get("commands", n) for n in registry.names("commands") if n not in core]
+    for command in commands:
+        child = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(child)
+        child.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 2
+        return int(args._run(args) or 0)
+    except AutomlError as err:
+        print(f"automl: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("automl: interrupted; every finished trial is stored, run the same command again to continue",
+              file=sys.stderr)
+        return 130
+
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

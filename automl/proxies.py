@@ -1,0 +1,44 @@
+"""Training-free proxies: a score for an untrained network that predicts how well it will train."""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from automl.plugin import Configurable
+
+if TYPE_CHECKING:
+    from automl.candidate import Candidate
+    from automl.tasks import Batch
+
+
+@dataclass
+class ProxyValue:
+    """A proxy's value, with the reason when it is NaN (singular matrix, dead network, ...)."""
+
+    value: float
+    reason: str | None = None
+
+    @classmethod
+    def nan(cls, reason: str) -> "ProxyValue":
+        return cls(math.nan, reason)
+
+
+class Proxy(Configurable):
+    """A training-free score. Higher predicts better, for every proxy.
+
+    ``applies_to``: the architecture kinds (``cell``, ``recurrent``, ``transformer``) it can score;
+    asking for it on another kind is a validation error. ``needs``: what it uses, among ``data``
+    (inputs), ``labels``, ``gradients``, ``hidden_states``, ``training``. ``mode``: the network mode it
+    scores in (``train`` or ``eval``).
+    """
+
+    applies_to: ClassVar[tuple[str, ...]] = ("cell",)
+    needs: ClassVar[frozenset[str]] = frozenset()
+    mode: ClassVar[str] = "train"
+
+    @abstractmethod
+    def score(self, candidate: "Candidate", batch: "Batch") -> float | ProxyValue:
+        """Score a fresh model of ``candidate`` on ``batch``; return NaN with a reason rather than raise."""

@@ -1,0 +1,102 @@
+"""Plain-text tables for the terminal: search summaries, ``automl show`` and ``automl studies``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from automl.records import best_trials, last_activity, study_metrics
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    """Align ``rows`` under ``header``; numbers right-aligned."""
+    cells = [[_fmt(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and rows
+               for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    for row in cells:
+        lines.append("  ".join((c.rjust(w) if numeric[i] else c.ljust(w))
+                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+            return f"{value:.4e}"
+        return f"{value:.5g}"
+    return str(value)
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    counts = {s.name: 0 for s in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] += 1
+    return counts
+
+
+def study_summary(study: optuna.Study, top: int = 5) -> str:
+    """The end-of-search summary: trial counts and the best trials (or the Pareto front)."""
+    metrics = study_metrics(study)
+    counts = state_counts(study)
+    lines = [f"study {study.study_name!r}: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
+             f"{counts['FAIL']} failed, {counts['RUNNING']} running"]
+    described = study.user_attrs.get("automl.space") or {}
+    for key, label in (("strategy_result", "strategy"),):
+        if key in study.user_attrs:
+            lines.append(f"{label}: {study.user_attrs[key]}")
+    if len(study.directions) == 1:
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        ranked = sorted(completed, key=lambda t: t.value, reverse=reverse)[:top]
+        title = f"best {len(ranked)} by {metrics[0]} ({described.get('objectives', [{}])[0].get('direction', '')})"
+    else:
+        ranked = best_trials(study)
+        title = f"Pareto front ({len(ranked)} trials) over {', '.join(metrics)}"
+    if not ranked:
+        lines.append("no completed trial yet")
+        return "\n".join(lines)
+    lines.append(title + ":")
+    header = ["trial"] + metrics + ["candidate"]
+    rows = [[t.number] + list(t.values) + [_candidate_text(t)] for t in ranked]
+    lines.append(table(rows, header))
+    return "\n".join(lines)
+
+
+def _candidate_text(trial: optuna.trial.FrozenTrial) -> str:
+    candidate = trial.user_attrs.get("candidate") or {}
+    arch, arch_key = candidate.get("arch"), candidate.get("arch_key")
+    others = [f"{k}={v}" for k, v in trial.params.items() if not (arch_key and k.startswith(f"{arch_key}."))]
+    return " ".join(([arch] if arch else []) + others)
+
+
+def studies_table(storage: optuna.storages.BaseStorage) -> str:
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if not summaries:
+        return "no studies in this storage"
+    rows = []
+    for summary in sorted(summaries, key=lambda s: s.study_name):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        counts = state_counts(study)
+        described = study.user_attrs.get("automl.space") or {}
+        best = best_trials(study)
+        if len(study.directions) == 1 and best:
+            best_text = _fmt(best[0].value)
+        else:
+            best_text = f"{len(best)} on front" if best else "-"
+        last = last_activity(study)
+        rows.append([summary.study_name, described.get("source", "-"), described.get("evaluator", "-"),
+                     counts["COMPLETE"], counts["RUNNING"], counts["FAIL"] + counts["PRUNED"], best_text,
+                     last.strftime("%Y-%m-%d %H:%M") if last else "-"])
+    return table(rows, ["study", "space", "evaluator", "complete", "running", "failed/pruned", "best",
+                        "last activity"])

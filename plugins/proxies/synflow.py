@@ -1,0 +1,41 @@
+"""SynFlow (Tanaka et al., 2020) as a NAS proxy (Abdelfattah et al., ICLR 2021).
+
+Every parameter and buffer replaced by its absolute value, BatchNorm removed, float64, an all-ones
+input of batch 1; R = Σ outputs; score = Σ over Conv/Linear weights of |θ ⊙ ∂R/∂θ|. Needs no data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from automl import Proxy, ProxyValue
+from automl_plugins.proxies._modules import replace_modules, scored_layers
+
+
+class SynflowProxy(Proxy):
+    name = "synflow"
+    description = "synaptic flow: Σ|θ ⊙ ∂R/∂θ| of the |θ| network on an all-ones input"
+    applies_to = ("cell",)
+    needs = frozenset()
+
+    def score(self, candidate, batch):
+        model = candidate.build_model()
+        replace_modules(model, nn.modules.batchnorm._BatchNorm)
+        model = model.double()
+        with torch.no_grad():
+            for tensor in list(model.parameters()) + list(model.buffers()):
+                if tensor.is_floating_point():
+                    tensor.abs_()
+        model.zero_grad()
+        ones = torch.ones((1, *batch.inputs.shape[1:]), dtype=torch.float64)
+        model(ones).sum().backward()
+        total = 0.0
+        for layer in scored_layers(model):
+            if layer.weight.grad is not None:
+                total += float((layer.weight.detach() * layer.weight.grad).abs().sum())
+        if math.isnan(total):
+            return ProxyValue.nan("the synaptic flow overflowed to NaN")
+        return total
