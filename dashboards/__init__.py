@@ -1,0 +1,1 @@
+"""automl's terminal dashboard (import name ``automl_tui``)."""
