@@ -15,12 +15,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from automl_plugins.strategies.baselines import RegularizedEvolution
+from automl_plugins.strategies.pool import (
+    build_pool,
+    combined_scores,
+    enumerate_space,
+    normalize,
+    sample_candidate,
+)
 
 import automl
 from automl import EvalResult, Evaluator, Option, Proxy, ProxyValue, SpaceError, StudyRunner
 from automl.cli import main
-from automl_plugins.strategies.baselines import RegularizedEvolution
-from automl_plugins.strategies.pool import build_pool, combined_scores, enumerate_space, normalize, sample_candidate
 
 STRATEGIES = ("robot", "proxy_then_oracle", "random", "evolution")
 
@@ -102,6 +108,17 @@ def _test_plugin():
     assert automl.get_registry().add_plugin(_TestPlugin(), "test_strategies", "test", "0")
 
 
+@pytest.fixture(scope="module")
+def _module_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("strategies") / "cache.db")
+
+
+@pytest.fixture(autouse=True)
+def _shared_cache(_module_cache, monkeypatch):
+    # The pools' proxy values are computed once for the module, as a second run of a search reads them.
+    monkeypatch.setenv("AUTOML_CACHE", _module_cache)
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     # Tiny networks: a second intra-op thread only adds contention on a shared 2-core machine.
@@ -114,7 +131,7 @@ def _one_thread():
 def space_dict(strategy: str = "robot", proxies=("oracle_proxy", "noise"), n_trials: int = 30, **options) -> dict:
     table = {"name": strategy, "budget": 8, "oracle": {"name": "test_table", "metrics": ["cifar10"]}}
     if strategy in ("robot", "proxy_then_oracle"):
-        table["pool_size"] = 150
+        table["pool_size"] = 100
     table.update(options)
     return {
         "study": {"name": "s", "n_trials": n_trials, "seed": 0, "sampler": "random"},
@@ -208,11 +225,15 @@ def test_strategies_resume_without_requerying(tmp_path, strategy):
     assert queried(whole) == archs
 
 
-def test_the_pool_proxies_come_from_the_cache_the_second_time(storage):
-    automl.search(space_dict(), storage=storage, study_name="one")
-    runner = StudyRunner(automl.SearchSpace.from_dict(space_dict(seed=3)), storage=storage, study_name="two")
-    runner.run()
-    assert runner.cache.hits >= 150
+def test_the_pool_proxies_come_from_the_cache_the_second_time(storage, tmp_path):
+    cache = str(tmp_path / "own-cache.db")
+    first = StudyRunner(automl.SearchSpace.from_dict(space_dict()), storage=storage, study_name="one", cache=cache)
+    first.run()
+    assert first.cache.hits == 0 and first.cache.misses >= 100
+    second = StudyRunner(automl.SearchSpace.from_dict(space_dict(seed=3)), storage=storage, study_name="two",
+                         cache=cache)
+    second.run()
+    assert second.cache.hits >= 100
 
 
 def test_a_small_space_is_enumerated_whole():

@@ -63,7 +63,7 @@ class OracleStrategy(Strategy):
     def metrics(self) -> list[str]:
         return list(self.oracle.metrics())
 
-    def validate(self, space: "SearchSpace") -> None:
+    def validate(self, space: SearchSpace) -> None:
         oracle_metrics = self.oracle.metrics()
         if len(space.objectives) != 1:
             raise SpaceError(f"strategy {self.name!r} optimizes one oracle metric; this space has "
@@ -87,12 +87,11 @@ class OracleStrategy(Strategy):
             self.oracle.validate(space)
         except SpaceError as err:
             key = err.key
-            if key.startswith("evaluator."):
-                key = key[len("evaluator."):]
+            key = key.removeprefix("evaluator.")
             raise SpaceError(err.message, key=f"oracle.{key}" if key else "oracle", allowed=err.allowed) from None
 
     # -- running -----------------------------------------------------------------------------------
-    def run(self, runner: "StudyRunner", n_trials: int) -> None:
+    def run(self, runner: StudyRunner, n_trials: int) -> None:
         queries = Queries(self, runner, n_trials)
         extra: dict[str, Any] = {}
         status = "finished"
@@ -103,14 +102,14 @@ class OracleStrategy(Strategy):
         finally:
             self.record(runner, queries, extra, status)
 
-    def search(self, runner: "StudyRunner", queries: "Queries", extra: dict[str, Any]) -> None:
+    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
         """Spend the queries; put what the study should remember (weights, ...) in ``extra``."""
         raise NotImplementedError
 
-    def seed_for(self, runner: "StudyRunner") -> int:
+    def seed_for(self, runner: StudyRunner) -> int:
         return runner.seed if self.settings["seed"] is None else self.settings["seed"]
 
-    def record(self, runner: "StudyRunner", queries: "Queries", extra: Mapping[str, Any], status: str) -> None:
+    def record(self, runner: StudyRunner, queries: Queries, extra: Mapping[str, Any], status: str) -> None:
         """Store the strategy's settings and outcome as ``strategy.*`` study attributes."""
         study = runner.study
         study.set_user_attr("strategy.name", self.name)
@@ -134,7 +133,7 @@ class Queries:
     looked up for free when it was queried before, else evaluated by the oracle as a new trial.
     """
 
-    def __init__(self, strategy: OracleStrategy, runner: "StudyRunner", n_trials: int) -> None:
+    def __init__(self, strategy: OracleStrategy, runner: StudyRunner, n_trials: int) -> None:
         self.strategy = strategy
         self.runner = runner
         self.allowed_new = n_trials
@@ -167,7 +166,7 @@ class Queries:
             return -math.inf
         return value if self.maximize else -value
 
-    def query(self, candidate: "Candidate", attrs: Mapping[str, Any] | None = None) -> float | None:
+    def query(self, candidate: Candidate, attrs: Mapping[str, Any] | None = None) -> float | None:
         if candidate.id in self.values:
             return self.values[candidate.id]
         if self.exhausted:

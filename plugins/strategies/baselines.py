@@ -10,10 +10,10 @@ import collections
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from automl import Option, SpaceError
 from automl_plugins.strategies.base import ORACLE_OPTIONS, OracleStrategy, Queries
 from automl_plugins.strategies.pool import Spec, random_candidates, random_value, sample_candidate
+
+from automl import Option, SpaceError
 
 if TYPE_CHECKING:
     from automl import Candidate, SearchSpace, StudyRunner
@@ -27,7 +27,7 @@ class RandomSearch(OracleStrategy):
     description = "random search: T distinct random candidates of the space, queried with the oracle"
     options = ORACLE_OPTIONS
 
-    def search(self, runner: "StudyRunner", queries: Queries, extra: dict[str, Any]) -> None:
+    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
         misses = 0
         for candidate, _ in random_candidates(runner.space, self.seed_for(runner)):
             if queries.exhausted or misses > _PATIENCE * self.settings["budget"]:
@@ -46,13 +46,13 @@ class RegularizedEvolution(OracleStrategy):
         "tournament_size": Option(int, default=3, min=1, help="candidates sampled per tournament (S)"),
     }
 
-    def validate(self, space: "SearchSpace") -> None:
+    def validate(self, space: SearchSpace) -> None:
         super().validate(space)
         if self.settings["tournament_size"] > self.settings["population_size"]:
             raise SpaceError(f"tournament_size ({self.settings['tournament_size']}) exceeds population_size "
                              f"({self.settings['population_size']})", key="tournament_size")
 
-    def search(self, runner: "StudyRunner", queries: Queries, extra: dict[str, Any]) -> None:
+    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
         seed = self.seed_for(runner)
         rng = np.random.default_rng(seed)
         population: collections.deque[tuple[Candidate, dict[str, Spec], float]] = collections.deque()
@@ -82,8 +82,8 @@ class RegularizedEvolution(OracleStrategy):
                 population.popleft()
 
     @staticmethod
-    def mutate(space: "SearchSpace", parent: "Candidate", specs: dict[str, Spec],
-               rng: np.random.Generator) -> tuple["Candidate | None", dict[str, Spec]]:
+    def mutate(space: SearchSpace, parent: Candidate, specs: dict[str, Spec],
+               rng: np.random.Generator) -> tuple[Candidate | None, dict[str, Spec]]:
         """The parent with one parameter changed to another value (parameters it unlocks are drawn at random)."""
         mutable = [name for name, spec in specs.items() if _has_alternative(spec)]
         if not mutable:

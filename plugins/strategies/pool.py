@@ -66,14 +66,14 @@ def random_value(rng: np.random.Generator, spec: Spec) -> Any:
     if kind == "int":
         low, high, step, log = values
         if log:
-            return int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
+            return round(math.exp(rng.uniform(math.log(low), math.log(high))))
         return int(low + step * int(rng.integers((high - low) // step + 1)))
     low, high, log = values
     return float(math.exp(rng.uniform(math.log(low), math.log(high)))) if log else float(rng.uniform(low, high))
 
 
-def sample_candidate(space: "SearchSpace", rng: np.random.Generator,
-                     fixed: Mapping[str, Any] | None = None) -> tuple["Candidate", dict[str, Spec]]:
+def sample_candidate(space: SearchSpace, rng: np.random.Generator,
+                     fixed: Mapping[str, Any] | None = None) -> tuple[Candidate, dict[str, Spec]]:
     """A candidate with the ``fixed`` values where its dimensions ask for them, random draws elsewhere."""
     fixed = fixed or {}
     trial = ChoosingTrial(lambda name, spec: fixed[name] if name in fixed else random_value(rng, spec))
@@ -81,20 +81,18 @@ def sample_candidate(space: "SearchSpace", rng: np.random.Generator,
     return candidate, trial.specs
 
 
-def random_candidates(space: "SearchSpace", seed: int) -> Iterator[tuple["Candidate", dict[str, Spec]]]:
+def random_candidates(space: SearchSpace, seed: int) -> Iterator[tuple[Candidate, dict[str, Spec]]]:
     """An endless seeded stream of random candidates (repeats included)."""
     rng = np.random.default_rng(seed)
     while True:
         yield sample_candidate(space, rng)
 
 
-def sampled_pool(space: "SearchSpace", size: int, seed: int) -> list["Candidate"]:
+def sampled_pool(space: SearchSpace, size: int, seed: int) -> list[Candidate]:
     """``size`` distinct random candidates (fewer if the space runs out), in the order drawn."""
     seen: set[str] = set()
     pool: list[Candidate] = []
-    draws = 0
-    for candidate, _ in random_candidates(space, seed):
-        draws += 1
+    for draws, (candidate, _) in enumerate(random_candidates(space, seed), start=1):
         if candidate.id not in seen:
             seen.add(candidate.id)
             pool.append(candidate)
@@ -123,7 +121,7 @@ def _values(name: str, spec: Spec) -> list[Any]:
     raise NotEnumerable(name)
 
 
-def enumerate_space(space: "SearchSpace", limit: int) -> list["Candidate"] | None:
+def enumerate_space(space: SearchSpace, limit: int) -> list[Candidate] | None:
     """Every distinct candidate of the space in a fixed order, or ``None`` when there are more than ``limit``.
 
     Raises ``NotEnumerable`` when a parameter is continuous.
@@ -152,7 +150,7 @@ def enumerate_space(space: "SearchSpace", limit: int) -> list["Candidate"] | Non
     return found
 
 
-def build_pool(space: "SearchSpace", *, size: int, whole_space: bool, seed: int) -> tuple[list["Candidate"], str]:
+def build_pool(space: SearchSpace, *, size: int, whole_space: bool, seed: int) -> tuple[list[Candidate], str]:
     """The whole space when asked, or when it has at most ``size`` candidates; else a seeded sample."""
     try:
         if whole_space:
@@ -171,8 +169,8 @@ def build_pool(space: "SearchSpace", *, size: int, whole_space: bool, seed: int)
     return sampled_pool(space, size, seed), f"sample of {size} (seed {seed})"
 
 
-def proxy_matrix(runner: "StudyRunner", pool: Sequence["Candidate"], names: Sequence[str],
-                 evaluator: "Evaluator") -> np.ndarray:
+def proxy_matrix(runner: StudyRunner, pool: Sequence[Candidate], names: Sequence[str],
+                 evaluator: Evaluator) -> np.ndarray:
     """Raw proxy values (pool × proxies) through the score cache; NaN where a proxy or the evaluation failed."""
     matrix = np.full((len(pool), len(names)), np.nan)
     progress = None

@@ -9,10 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from automl_plugins.strategies.base import ORACLE_OPTIONS, OracleStrategy, Queries
+from automl_plugins.strategies.pool import (
+    TRANSFORMS,
+    build_pool,
+    combined_scores,
+    normalize,
+    proxy_matrix,
+    ranking,
+)
 
 from automl import Option, SpaceError
-from automl_plugins.strategies.base import ORACLE_OPTIONS, OracleStrategy, Queries
-from automl_plugins.strategies.pool import TRANSFORMS, build_pool, combined_scores, normalize, proxy_matrix, ranking
 
 if TYPE_CHECKING:
     from automl import Candidate, SearchSpace, StudyRunner
@@ -33,7 +40,7 @@ POOL_OPTIONS: dict[str, Option] = {
 class Pool:
     """A pool of candidates with their raw and normalized proxy values."""
 
-    def __init__(self, candidates: list["Candidate"], names: list[str], raw: np.ndarray, normalized: np.ndarray,
+    def __init__(self, candidates: list[Candidate], names: list[str], raw: np.ndarray, normalized: np.ndarray,
                  description: str) -> None:
         self.candidates = candidates
         self.names = names
@@ -54,10 +61,10 @@ class PoolStrategy(OracleStrategy):
 
     options = POOL_OPTIONS
 
-    def proxy_names(self, space: "SearchSpace") -> list[str]:
+    def proxy_names(self, space: SearchSpace) -> list[str]:
         return list(self.settings["proxies"] or space.evaluator.metrics())
 
-    def validate(self, space: "SearchSpace") -> None:
+    def validate(self, space: SearchSpace) -> None:
         super().validate(space)
         available = space.evaluator.metrics()
         for i, name in enumerate(self.settings["proxies"] or []):
@@ -68,7 +75,7 @@ class PoolStrategy(OracleStrategy):
         if len(set(self.settings["proxies"] or [])) != len(self.settings["proxies"] or []):
             raise SpaceError("a proxy is listed twice", key="proxies")
 
-    def pool(self, runner: "StudyRunner") -> Pool:
+    def pool(self, runner: StudyRunner) -> Pool:
         candidates, description = build_pool(runner.space, size=self.settings["pool_size"],
                                              whole_space=self.settings["whole_space"],
                                              seed=self.settings["pool_seed"])
@@ -100,7 +107,7 @@ class ProxyThenOracle(PoolStrategy):
                           help="fixed weight per proxy, e.g. {synflow = 1.0, params = 0.5} (default: 1 each)"),
     }
 
-    def validate(self, space: "SearchSpace") -> None:
+    def validate(self, space: SearchSpace) -> None:
         super().validate(space)
         names = self.proxy_names(space)
         for name, weight in (self.settings["weights"] or {}).items():
@@ -115,7 +122,7 @@ class ProxyThenOracle(PoolStrategy):
             return np.ones(len(names))
         return np.array([float(given.get(name, 0.0)) for name in names])
 
-    def search(self, runner: "StudyRunner", queries: Queries, extra: dict[str, Any]) -> None:
+    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
         pool = self.pool(runner)
         self.record_pool(pool, extra)
         weights = self.weights(pool.names)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-
-from automl import Option
 from automl_plugins.strategies.base import Queries
 from automl_plugins.strategies.ranked import POOL_OPTIONS, Pool, PoolStrategy
+
+from automl import Option
 
 if TYPE_CHECKING:
     from automl import StudyRunner
@@ -49,7 +49,7 @@ class RoBoT(PoolStrategy):
                 sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
             return optuna.create_study(direction="maximize", sampler=sampler)
 
-    def search(self, runner: "StudyRunner", queries: Queries, extra: dict[str, Any]) -> None:
+    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
         pool = self.pool(runner)
         self.record_pool(pool, extra)
         weights = self.explore(pool, queries, extra, seed=self.seed_for(runner))
