@@ -99,11 +99,14 @@ def score_architectures(architectures: Iterable[str], space: SearchSpace | str |
                                    "search_spaces/nb201_digits.toml", ["synflow", "nwot"])
     """
     scoring = scoring_space(space, proxies, task=task, batch_size=batch_size, proxy_options=proxy_options)
+    store: ScoreCache | None
     if cache is True:
-        cache = ScoreCache()
-    elif isinstance(cache, str):
-        cache = ScoreCache(cache)
-    data = scoring.task.fingerprint() if cache else ""
+        store = ScoreCache()
+    elif isinstance(cache, (str, os.PathLike)):
+        store = ScoreCache(cache)
+    else:
+        store = cache if isinstance(cache, ScoreCache) else None
+    data = scoring.task.fingerprint() if store is not None else ""
     evaluator = scoring.evaluator
     context = EvalContext(None, seed=seed, device=device)
     rows = []
@@ -115,13 +118,13 @@ def score_architectures(architectures: Iterable[str], space: SearchSpace | str |
             raise SpaceError(f"line {i + 1}: {err.message}", source=source) from None
         candidate.seed = seed
         result = None
-        key = cache_key(candidate.id, evaluator.settings_key(), data, seed) if cache else None
-        if cache:
-            result = cache.get(key)
+        key = cache_key(candidate.id, evaluator.settings_key(), data, seed) if store is not None else None
+        if store is not None:
+            result = store.get(key)
         if result is None:
             result = evaluator.evaluate(candidate, context)
-            if cache:
-                cache.put(key, candidate_id=candidate.id, evaluator=evaluator.name, data=data, seed=seed,
+            if store is not None:
+                store.put(key, candidate_id=candidate.id, evaluator=evaluator.name, data=data, seed=seed,
                           result=result)
         row: dict[str, Any] = {"arch": line.strip()}
         row.update({name: result.scores.get(name, math.nan) for name in proxies})

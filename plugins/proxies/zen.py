@@ -16,11 +16,12 @@ import torch.nn as nn
 from automl import Option, Proxy, ProxyValue
 
 
-def _gaussian_init(model: nn.Module) -> None:
+def gaussian_init(model: nn.Module, generator: torch.Generator) -> None:
+    """Conv/Linear weights from N(0, 1) (drawn on the CPU from ``generator``), biases 0, norm affine 1/0."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
-                nn.init.normal_(module.weight)
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator))
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):
@@ -49,7 +50,7 @@ class ZenProxy(Proxy):
             features = getattr(model, "features", model)
             gen = torch.Generator(device="cpu").manual_seed(candidate.seed * 1000 + repeat)
             with torch.no_grad():
-                _gaussian_init(model)
+                gaussian_init(model, gen)
                 shape = tuple(batch.inputs.shape)
                 x = torch.randn(shape, generator=gen).to(device)
                 noise = torch.randn(shape, generator=gen).to(device)
