@@ -17,8 +17,8 @@ def correlation_eigen_score(rows: np.ndarray, k: float = EIGEN_OFFSET) -> tuple[
     rows = np.asarray(rows, dtype=np.float64)
     if rows.ndim != 2 or rows.shape[0] < 2:
         return float("nan"), f"needs at least 2 rows to correlate, got shape {rows.shape}"
-    spread = rows.std(axis=1)
-    constant = int((spread == 0).sum())
+    # Exactly equal values (a std test keeps constant rows whose mean carries rounding noise).
+    constant = int((np.ptp(rows, axis=1) == 0).sum())
     if constant:
         return float("nan"), f"{constant} of {rows.shape[0]} rows are constant (correlation undefined)"
     if not np.isfinite(rows).all():

@@ -9,6 +9,7 @@ A constant unit has no correlation: it is dropped (the count is recorded) or mak
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from automl import Option, Proxy, ProxyValue
@@ -18,7 +19,8 @@ from automl_plugins.proxies._linalg import correlation_eigen_score
 def hidden_covariance(hidden: torch.Tensor, drop_constant: bool = True) -> ProxyValue:
     """The score of one layer's hidden states (T × B × H)."""
     units = hidden.detach().reshape(-1, hidden.shape[-1]).T.double().cpu().numpy()
-    constant = units.std(axis=1) == 0
+    # Exactly equal values: a std test would keep a constant row whose mean has rounding noise.
+    constant = np.ptp(units, axis=1) == 0
     dropped = int(constant.sum())
     info = {"units": int(units.shape[0]), "constant_units": dropped}
     if dropped:
