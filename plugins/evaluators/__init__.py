@@ -2,8 +2,10 @@
 
 from automl import hookimpl
 from automl_plugins.evaluators.proxies import ProxyEvaluator
+from automl_plugins.evaluators.training import TrainingEvaluator
 
 
 @hookimpl
 def register_evaluators(register):
     register(ProxyEvaluator)
+    register(TrainingEvaluator)
