@@ -7,15 +7,22 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-
-import automl
-from automl import Architecture, Candidate, EvalContext, SearchSpace, SpaceError
-from automl_plugins.proxies.gradients import CellGradientPass, FisherProxy, GradNormProxy, GraspProxy, JacobCovProxy, \
-    NwotProxy, SnipProxy
+from automl_plugins.proxies.gradients import (
+    CellGradientPass,
+    FisherProxy,
+    GradNormProxy,
+    GraspProxy,
+    JacobCovProxy,
+    NwotProxy,
+    SnipProxy,
+)
 from automl_plugins.proxies.synflow import SynflowProxy
 from automl_plugins.proxies.zen import ZenProxy
 from automl_plugins.tasks.digits import DigitsTask
+from torch import nn
+
+import automl
+from automl import Architecture, Candidate, EvalContext, SearchSpace, SpaceError
 
 CELL_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "nwot", "synflow", "zen", "params", "flops"]
 GOOD_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -324,7 +331,8 @@ def test_score_command_writes_one_row_per_architecture(tmp_path, capsys):
     assert code == 0
     import csv
 
-    rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
+    with open(tmp_path / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [r["arch"] for r in rows] == [GOOD_CELL, EMPTY_CELL]
     assert float(rows[0]["synflow"]) > 0 and rows[1]["nwot"] == "" and "singular" in rows[1]["reason.nwot"]
     bad = main(["score", str(tmp_path / "archs.txt"), "--space", str(tmp_path / "space.toml"),
@@ -333,8 +341,9 @@ def test_score_command_writes_one_row_per_architecture(tmp_path, capsys):
 
 
 def test_score_api_uses_the_score_cache(tmp_path):
-    from automl.cache import ScoreCache
     from automl_plugins.proxies import score_architectures
+
+    from automl.cache import ScoreCache
 
     write_space(tmp_path / "space.toml")
     cache = ScoreCache(tmp_path / "c.db")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class SharedPass:
     """One pass over a fresh model of ``candidate`` on ``batch``, computing what ``proxies`` require."""
 
-    def __init__(self, candidate: "Candidate", batch: "Batch", proxies: Sequence["PassProxy"]) -> None:
+    def __init__(self, candidate: Candidate, batch: Batch, proxies: Sequence[PassProxy]) -> None:
         self.candidate = candidate
         self.batch = batch
         self.proxies = list(proxies)
@@ -55,7 +55,7 @@ class PassProxy(Proxy):
         return self.read(shared)
 
 
-def run_shared(candidate: "Candidate", batch: "Batch",
+def run_shared(candidate: Candidate, batch: Batch,
                proxies: Sequence[PassProxy]) -> dict[str, float | ProxyValue]:
     """Run one pass for ``proxies`` (all with the same ``pass_key``) and read every value."""
     shared = proxies[0].shared_pass(candidate, batch, proxies)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from automl import Option, Proxy, ProxyValue
 
@@ -61,7 +61,7 @@ class LgaProxy(Proxy):
         steps = self.settings["steps"]
         if self.settings["epochs"]:
             per_epoch = math.ceil(len(task.split("train")) / batch_size)
-            steps += int(round(self.settings["epochs"] * per_epoch))
+            steps += round(self.settings["epochs"] * per_epoch)
         return steps
 
     def score(self, candidate, batch):
