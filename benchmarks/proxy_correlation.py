@@ -135,7 +135,7 @@ def timing(space: SearchSpace, archs: list[str], proxies: list[str]) -> tuple[di
     return single, together
 
 
-def flexibert_section(proxies: list[str]) -> list[str]:
+def flexibert_section(proxies: list[str], sample: int | None = None, batch_size: int | None = None) -> list[str]:
     registry = get_registry()
     dims = [n for n in registry.names("dimensions")
             if getattr(registry.get("dimensions", n), "arch_kind", None) == "transformer"]
@@ -143,14 +143,17 @@ def flexibert_section(proxies: list[str]) -> list[str]:
         return ["(no transformer architecture space installed: FlexiBERT correlations skipped)"]
     lines = []
     path = importlib.resources.files("automl_plugins.data").joinpath("flexibert_glue.json")
-    records = json.loads(path.read_text())
+    records = json.loads(path.read_text())[:sample]
     tasks = [n for n in registry.names("tasks") if registry.get("tasks", n).kind == "text-classification"]
     if not tasks:
         return ["(no text-classification task installed: FlexiBERT correlations skipped)"]
     usable = [p for p in proxies if "transformer" in registry.get("proxies", p).applies_to]
+    evaluator = {"name": "proxies", "proxies": usable}
+    if batch_size:
+        evaluator["batch_size"] = batch_size
     space = SearchSpace.from_dict({
         "task": {"name": tasks[0]}, "dimensions": [{"name": dims[0]}],
-        "evaluator": {"name": "proxies", "proxies": usable}, "objectives": [{"metric": usable[0]}],
+        "evaluator": evaluator, "objectives": [{"metric": usable[0]}],
     })
     context = EvalContext(None, seed=0, device="cpu")
     scores: dict[str, dict[str, float]] = {}
@@ -185,10 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing-sample", type=int, default=3, help="cells timed proxy by proxy (0: skip)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--skip-flexibert", action="store_true")
+    parser.add_argument("--skip-nb201", action="store_true")
+    parser.add_argument("--flexibert-sample", type=int, default=None, help="first N FlexiBERT encoders (default all)")
+    parser.add_argument("--flexibert-batch-size", type=int, default=None, help="sequences per minibatch")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    if args.skip_nb201:
+        for line in flexibert_section(TRANSFORMER_PROXIES, args.flexibert_sample, args.flexibert_batch_size):
+            print(line)
+        return 0
     truth = load_nb201()
     archs = sorted(truth)
     random.Random(args.seed).shuffle(archs)
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"all together / most expensive single one = {together / most:.2f} (target ≤ 3)")
     if not args.skip_flexibert:
         print()
-        for line in flexibert_section(TRANSFORMER_PROXIES):
+        for line in flexibert_section(TRANSFORMER_PROXIES, args.flexibert_sample, args.flexibert_batch_size):
             print(line)
     return 0
 
