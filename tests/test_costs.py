@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
-import torch.nn.utils.prune as prune
+from torch import nn
+from torch.nn.utils import prune
 
 from automl.costs import compute_costs, count_flops, count_params, size_in_bits
 from automl_plugins.recipe.pruning import prune_channels, prune_unstructured

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 import automl
 from automl_plugins.recipe.normalization import NORMS, BatchChannelNorm, PowerNorm, RMSNorm, make_norm

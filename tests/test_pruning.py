@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 import automl
 from automl_plugins.recipe.data import prototype_scores, select_training_subset
@@ -200,3 +200,20 @@ def test_pruned_zero_is_not_revived_by_a_later_mask():
     prune_unstructured(model, {"0": 0.75}, "magnitude")
     assert torch.all(layer.weight_mask[first == 0] == 0)
     assert _zeros(layer) == round(0.75 * layer.weight.numel())
+
+
+@pytest.mark.parametrize("norm", ["batch", "bcn"])
+def test_compressed_models_can_be_copied_and_rebuilt_identically(norm):
+    import copy
+
+    space = _space({"name": "normalization", "norms": [norm]}, {"name": "pruning"}, {"name": "quantization"})
+    params = {"normalization.norm": norm, "normalization.groups": 2, "pruning.method": "snip",
+              "pruning.scope": "global", "pruning.sparsity": 0.5, "quantization.weight_bits": 4,
+              "quantization.activation_bits": 8, "quantization.granularity": "per_tensor",
+              "quantization.scheme": "asymmetric"}
+    candidate = space.candidate_from_arch(ARCH, params)
+    first, second = candidate.build_model(), candidate.build_model()
+    twin = copy.deepcopy(first)
+    x = candidate.task.batch(4).inputs
+    first.eval(), second.eval(), twin.eval()
+    assert torch.equal(first(x), second(x)) and torch.equal(first(x), twin(x))

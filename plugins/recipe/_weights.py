@@ -15,8 +15,8 @@ Masking after standardization keeps pruned weights exactly zero, and quantizatio
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
-import torch.nn.utils.prune as prune
+from torch import nn
+from torch.nn.utils import prune
 
 _HANDLE = "_automl_weight_hook"
 WEIGHT_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)

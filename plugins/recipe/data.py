@@ -75,7 +75,7 @@ def select_training_subset(candidate: Any, data: Batch, device: torch.device | s
     recipe = candidate.recipe
     fraction = float(recipe.get("data_keep_fraction", 1.0))
     score = recipe.get("data_score", "random")
-    count = max(1, int(round(fraction * len(data))))
+    count = max(1, round(fraction * len(data)))
     if count >= len(data):
         return torch.arange(len(data)), score
     if score == "el2n":

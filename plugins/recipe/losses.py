@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 import torch.nn.functional as F
 
 from automl import RECIPE, Dimension, Option, ScopedTrial, SpaceError

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from automl import BUILD, Dimension, Option, ScopedTrial, SpaceError
 from automl_plugins.recipe import _weights

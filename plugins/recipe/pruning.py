@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn as nn
-import torch.nn.utils.prune as prune
+from torch import nn
+from torch.nn.utils import prune
 
 from automl import MODEL, Dimension, Option, ScopedTrial, SpaceError
 from automl_plugins.recipe import _weights
@@ -31,9 +31,10 @@ def prunable_layers(model: nn.Module, skip_last: bool = True) -> list[tuple[str,
 
 
 def _finish(modules: list[nn.Module]) -> None:
-    # A new prune hook lands after the weight pipeline's; put the pipeline back last where it exists.
+    # A new prune hook lands after the weight pipeline's: put the pipeline back last. It also leaves
+    # ``weight`` a plain tensor until the next forward pass, so a freshly pruned model can be deep-copied.
     for module in modules:
-        if hasattr(module, "_automl_weight_hook"):
+        if hasattr(module, "weight_mask"):
             _weights.install(module)
 
 
@@ -85,7 +86,7 @@ def prune_unstructured(model: nn.Module, sparsity: float | Mapping[str, float], 
 def _lowest_mask(scores: torch.Tensor, amount: float) -> torch.Tensor:
     """A 0/1 mask that zeroes the ``round(amount × n)`` lowest scores (ties broken by position)."""
     n = scores.numel()
-    k = int(round(amount * n))
+    k = round(amount * n)
     mask = torch.ones(n, device=scores.device)
     if k > 0:
         order = torch.argsort(scores.flatten().float(), stable=True)
@@ -131,7 +132,7 @@ def prune_channels(model: nn.Module, sparsity: float | Mapping[str, float], norm
     for name, module in layers:
         amount = float(sparsity.get(name, 0.0)) if isinstance(sparsity, Mapping) else float(sparsity)
         channels = module.weight.shape[0]
-        count = min(int(round(amount * channels)), channels - 1)
+        count = min(round(amount * channels), channels - 1)
         if count > 0:
             prune.ln_structured(module, "weight", amount=count, n=norm, dim=0)
     _finish([m for _, m in layers])

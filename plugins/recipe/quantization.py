@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.ao.quantization import (
     FakeQuantize,
     MovingAverageMinMaxObserver,
