@@ -35,7 +35,7 @@ class RoBoT(PoolStrategy):
         "explore_iterations": Option(int, default=None, min=1,
                                      help="BO iterations over the weights (default: the budget T); an "
                                           "argmax already queried costs no query"),
-        "startup_trials": Option(int, default=5, min=1,
+        "startup_trials": Option(int, default=3, min=1,
                                  help="random weight vectors before the sampler's model takes over"),
     }
 
