@@ -7,6 +7,7 @@ depth-first enumeration (the whole space, when every parameter is discrete).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -150,8 +151,30 @@ def enumerate_space(space: SearchSpace, limit: int) -> list[Candidate] | None:
     return found
 
 
+# Pools already built in this process, by what determines them (the space's task and dimensions tables):
+# building 1,000 cells costs seconds, and a benchmark builds the same pool for every seed and method.
+_POOLS: dict[str, tuple[list[Candidate], str]] = {}
+_POOLS_KEPT = 4
+
+
 def build_pool(space: SearchSpace, *, size: int, whole_space: bool, seed: int) -> tuple[list[Candidate], str]:
     """The whole space when asked, or when it has at most ``size`` candidates; else a seeded sample."""
+    key = None
+    if space.raw:
+        key = json.dumps([space.raw.get("task"), space.raw.get("dimensions"), size, whole_space, seed],
+                         sort_keys=True, default=str)
+        if key in _POOLS:
+            candidates, description = _POOLS[key]
+            return list(candidates), description
+    candidates, description = _build_pool(space, size=size, whole_space=whole_space, seed=seed)
+    if key is not None:
+        while len(_POOLS) >= _POOLS_KEPT:
+            _POOLS.pop(next(iter(_POOLS)))
+        _POOLS[key] = (list(candidates), description)
+    return candidates, description
+
+
+def _build_pool(space: SearchSpace, *, size: int, whole_space: bool, seed: int) -> tuple[list[Candidate], str]:
     try:
         if whole_space:
             everything = enumerate_space(space, limit=10**6)
