@@ -24,11 +24,11 @@ from typing import Any
 
 import optuna
 import torch
+from automl_plugins.evaluators.tables import load_benchmark
+from automl_plugins.strategies.pool import build_pool, proxy_matrix
 
 import automl
 from automl.cache import ScoreCache
-from automl_plugins.evaluators.tables import load_benchmark
-from automl_plugins.strategies.pool import build_pool, proxy_matrix
 
 ROBOT_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov"]
 PUBLISHED = {  # He et al., ICLR 2024, Table 3 (NAS-Bench-201, T = 20, 10 seeds)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import importlib.resources
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
+from automl_plugins.architectures.nb201.space import EDGES
 from automl_plugins.strategies.baselines import RegularizedEvolution
 from automl_plugins.strategies.pool import (
     build_pool,
@@ -27,7 +28,6 @@ from automl_plugins.strategies.pool import (
 import automl
 from automl import Proxy, ProxyValue, SpaceError, StudyRunner
 from automl.cli import main
-from automl_plugins.architectures.nb201.space import EDGES
 
 STRATEGIES = ("robot", "proxy_then_oracle", "random", "evolution")
 
