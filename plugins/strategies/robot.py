@@ -31,7 +31,8 @@ class RoBoT(PoolStrategy):
     description = "RoBoT: Bayesian optimisation of proxy weights with T oracle queries, then greedy exploitation"
     options = {
         **POOL_OPTIONS,
-        "sampler": Option(str, default="gp", choices=("gp", "tpe"), help="Optuna sampler of the weights"),
+        "sampler": Option(str, default="tpe", choices=("gp", "tpe"),
+                          help="Optuna sampler of the weights: TPESampler or GPSampler"),
         "explore_iterations": Option(int, default=None, min=1,
                                      help="BO iterations over the weights (default: the budget T); an "
                                           "argmax already queried costs no query"),
