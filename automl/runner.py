@@ -40,9 +40,12 @@ class StudyRunner:
 
     def __init__(self, space: SearchSpace, *, storage: str | optuna.storages.BaseStorage | None = None,
                  study_name: str | None = None, seed: int | None = None,
-                 cache: ScoreCache | str | bool | None = True, device: str | None = None) -> None:
+                 cache: ScoreCache | str | bool | None = True, device: str | None = None,
+                 sampler_seed: int | None = None) -> None:
         self.space = space
         self.seed = space.study.seed if seed is None else seed
+        # Several processes sharing one study need different sampler seeds but the same evaluation seed.
+        self.sampler_seed = self.seed if sampler_seed is None else sampler_seed
         self.device = device
         if cache is True or cache is None:
             cache = ScoreCache()
@@ -58,7 +61,7 @@ class StudyRunner:
     def _open_study(self) -> optuna.Study:
         try:
             study = optuna.create_study(storage=self.storage, study_name=self.study_name,
-                                        sampler=self.space.make_sampler(self.seed), pruner=self.space.make_pruner(),
+                                        sampler=self.space.make_sampler(self.sampler_seed), pruner=self.space.make_pruner(),
                                         directions=self.space.directions, load_if_exists=True)
         except optuna.exceptions.OptunaError as err:
             raise AutomlError(f"study {self.study_name!r}: {err}") from None

@@ -30,6 +30,7 @@ from automl.candidate import Candidate
 from automl.errors import TrialFailed
 from automl.evaluators import EvalResult, Evaluator
 from automl.registry import get_registry
+from automl_plugins.ray_tune.records import candidate_attr, failure_reason, result_record
 from automl_plugins.ray_tune.worker import ATTRS, FINAL, PAYLOAD, STEP, VALUE
 
 if TYPE_CHECKING:
@@ -102,11 +103,9 @@ class StudySearcher(Searcher):
                     trial.set_user_attr(key, value)
                 candidate = self.runner.space.sample(trial)
                 candidate.seed = self.runner.seed
-                trial.set_user_attr("candidate", {"id": candidate.id, "arch": candidate.attrs.get("arch"),
-                                                  "arch_kind": candidate.attrs.get("arch_kind"),
-                                                  "arch_key": candidate.arch_key})
+                trial.set_user_attr("candidate", candidate_attr(candidate))
             except Exception as err:  # noqa: BLE001 - a dimension failing fails this trial only
-                self._fail(trial, None, _reason(err), started)
+                self._fail(trial, None, failure_reason(err), started)
                 continue
             cached = self._cached(candidate)
             if cached is not None:
@@ -208,10 +207,7 @@ class StudySearcher(Searcher):
     def _complete(self, current: _OpenTrial, result: EvalResult, *, cached: bool, duration_s: float,
                   ray: Mapping[str, Any] | None = None) -> None:
         trial = current.trial
-        record = {"scores": _jsonable(result.scores), "costs": _jsonable(result.info.get("costs", {})),
-                  "info": {k: v for k, v in result.info.items() if k != "costs"}, "reasons": result.reasons,
-                  "duration_s": round(duration_s, 6), "cached": cached}
-        trial.set_user_attr("result", record)
+        trial.set_user_attr("result", result_record(result, cached=cached, duration_s=duration_s))
         if ray:
             trial.set_user_attr("ray", dict(ray))
         try:
@@ -258,11 +254,3 @@ def _ray_error(ray_trial: "Trial | None") -> str:
         if lines:
             return f"the Ray worker failed: {lines[-1].strip()}"
     return "the Ray worker failed (see Ray's logs in the run folder)"
-
-
-def _reason(err: BaseException) -> str:
-    return str(err) if isinstance(err, TrialFailed) else f"{type(err).__name__}: {err}"
-
-
-def _jsonable(values: Mapping[str, float]) -> dict[str, float | None]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}

@@ -16,9 +16,9 @@ from typing import Any
 import optuna
 
 from automl.costs import compute_costs
-from automl.errors import TrialFailed
 from automl.evaluators import EvalContext, EvalResult, Evaluator
 from automl.space import SearchSpace
+from automl_plugins.ray_tune.records import failure_reason
 
 VALUE = "value"            # the intermediate value schedulers compare
 ITERATION = "iteration"    # 1, 2, ... per intermediate value: the schedulers' default time attribute
@@ -94,8 +94,7 @@ def evaluate_on_worker(config: Mapping[str, Any]) -> dict[str, Any]:
     except optuna.TrialPruned as pruned:
         payload, first = {"status": "pruned", "reason": str(pruned)}, None
     except Exception as err:  # noqa: BLE001 - the reason goes back to the study; the search goes on
-        reason = str(err) if isinstance(err, TrialFailed) else f"{type(err).__name__}: {err}"
-        payload, first = {"status": "failed", "reason": reason}, None
+        payload, first = {"status": "failed", "reason": failure_reason(err)}, None
     payload.update(curve=context.curve, steps=context.steps, attrs=context.attrs, device=str(context.device),
                    duration_s=round(time.perf_counter() - start, 6))
     # The final report repeats the last iteration, so a scheduler sees no new rung from it.
