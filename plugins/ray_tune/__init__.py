@@ -6,8 +6,11 @@ train the best through Ray Tune).
 
 from automl import hookimpl
 from automl_plugins.ray_tune.strategy import RayTuneStrategy
+from automl_plugins.ray_tune.two_stage import TwoStageStrategy
 
 
 @hookimpl
 def register_strategies(register):
     register(RayTuneStrategy)
+    register(TwoStageStrategy)
+
