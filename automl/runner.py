@@ -51,7 +51,8 @@ class StudyRunner:
             cache = ScoreCache()
         elif isinstance(cache, str):
             cache = ScoreCache(cache)
-        self.cache: ScoreCache | None = cache or None
+        # Not `cache or None`: an empty ScoreCache has len() 0 and would switch the cache off.
+        self.cache: ScoreCache | None = cache if isinstance(cache, ScoreCache) else None
         self.storage = open_storage(storage)
         self.study_name = study_name or space.study.name
         self.study = self._open_study()

@@ -171,6 +171,11 @@ class StudySearcher(Searcher):
             self._fail(current.trial, current.candidate, payload["reason"], current.started,
                        curve=payload.get("curve"), duration_s=payload["duration_s"])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its experiment state for a later Tuner.restore; the study, the score cache and
+        # open trials live in this process only (a re-run of the search continues the study instead).
+        return {"n_trials": self.n_trials, "asked": self.asked, "scheduler_name": self.scheduler_name}
+
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the study is the record (Ray Tune calls this for experiment checkpoints)."""
 
