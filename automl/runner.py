@@ -51,8 +51,7 @@ class StudyRunner:
             cache = ScoreCache()
         elif isinstance(cache, str):
             cache = ScoreCache(cache)
-        # Not `cache or None`: an empty ScoreCache has len() 0 and would switch the cache off.
-        self.cache: ScoreCache | None = cache if isinstance(cache, ScoreCache) else None
+        self.cache: ScoreCache | None = None if cache is False else cache
         self.storage = open_storage(storage)
         self.study_name = study_name or space.study.name
         self.study = self._open_study()
