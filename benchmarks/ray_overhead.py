@@ -30,7 +30,6 @@ import torch  # noqa: E402
 
 import automl  # noqa: E402
 from automl.evaluators import EvalContext  # noqa: E402
-from automl.registry import get_registry  # noqa: E402
 from automl.runner import StudyRunner  # noqa: E402
 
 
@@ -40,15 +39,12 @@ def space_table(evaluator: dict, trials: int) -> dict:
         "task": {"name": "digits", "batch_size": 32, "image_size": 8},
         "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}],
         "evaluator": evaluator,
-        "objectives": [{"metric": "accuracy", "direction": "maximize"}],
+        "objectives": [{"metric": "val_accuracy", "direction": "maximize"}],
     }
 
 
-def training_table(epochs: int) -> dict:
-    names = get_registry().names("evaluators")
-    if "training" in names:
-        return {"name": "training", "epochs": epochs}
-    return {"name": "devtrain", "epochs": epochs}
+def training_table(epochs: int, samples: int) -> dict:
+    return {"name": "training", "epochs": epochs, "max_train_samples": samples}
 
 
 def candidates(space: automl.SearchSpace, n: int) -> list[dict]:
@@ -120,8 +116,8 @@ def direct_ray(space: automl.SearchSpace, params: list[dict], settings: dict, fo
 
         candidate = local_space.candidate(config)
         result = local_space.evaluator.evaluate(candidate, Context(None, seed=0))
-        tune.report({"value": float(result["accuracy"] if isinstance(result, dict)
-                                     else result.scores["accuracy"]), "done": True})
+        tune.report({"value": float(result["val_accuracy"] if isinstance(result, dict)
+                                     else result.scores["val_accuracy"]), "done": True})
 
     search = OptunaSearch(space=DefineByRun(raw), metric="value", mode="max", points_to_evaluate=params,
                           sampler=optuna.samplers.RandomSampler(seed=0))
@@ -142,6 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=256, help="training examples per epoch")
     parser.add_argument("--concurrent", type=int, default=1, help="trials at once on Ray (1 CPU each)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each Ray path (the median is shown)")
     args = parser.parse_args()
@@ -149,7 +146,7 @@ def main() -> None:
     # Ray workers get one thread per CPU they hold; the in-process paths get the same.
     torch.set_num_threads(1)
 
-    space = automl.SearchSpace.from_dict(space_table(training_table(args.epochs), args.trials))
+    space = automl.SearchSpace.from_dict(space_table(training_table(args.epochs, args.samples), args.trials))
     params = candidates(space, args.trials)
     settings = {"cpus": 1.0, "gpus": 0.0, "max_concurrent_trials": args.concurrent, "scheduler": "fifo",
                 "scheduler_options": {}, "address": None, "num_cpus": None, "folder": None}

@@ -13,16 +13,13 @@ import pytest
 from optuna.trial import TrialState
 
 from automl.errors import SpaceError
-from automl.registry import get_registry
 from automl.runner import StudyRunner
 from automl.space import SearchSpace
 from automl_plugins.ray_tune.cluster import ray_session
 from automl_plugins.ray_tune.worker import FINAL, ITERATION, PAYLOAD, STEP, VALUE
 
 EPOCHS = 4
-TRAINING = {"name": "devtrain", "epochs": EPOCHS}
-if "devtrain" not in get_registry().names("evaluators"):
-    pytest.skip("the training evaluator is not available", allow_module_level=True)
+TRAINING = {"name": "training", "epochs": EPOCHS, "max_train_samples": 192, "batch_size": 32}
 ASHA = {"name": "ray_tune", "cpus": 1, "max_concurrent_trials": 2, "scheduler": "asha",
         "scheduler_options": {"max_t": EPOCHS, "grace_period": 1, "reduction_factor": 2}}
 
@@ -33,7 +30,7 @@ def space_dict(strategy=None, *, n_trials=6, name="ray"):
         "task": {"name": "digits", "batch_size": 16, "image_size": 8},
         "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}],
         "evaluator": copy.deepcopy(TRAINING),
-        "objectives": [{"metric": "accuracy", "direction": "maximize"}],
+        "objectives": [{"metric": "val_accuracy", "direction": "maximize"}],
     }
     if strategy is not None:
         data["strategy"] = copy.deepcopy(strategy)
@@ -78,7 +75,7 @@ def test_every_ray_trial_is_in_the_study_with_its_state(asha_study):
             assert len(trial.intermediate_values) < EPOCHS or trial.user_attrs["result"]["pruned"]
         else:
             assert len(trial.intermediate_values) == EPOCHS
-            assert trial.value == trial.user_attrs["result"]["scores"]["accuracy"]
+            assert trial.value == trial.user_attrs["result"]["scores"]["val_accuracy"]
             assert trial.user_attrs["ray"]["device"] == "cpu"
 
 
@@ -169,18 +166,18 @@ def test_outcomes_reported_by_the_worker(storage):
         searcher.suggest(trial_id)
     assert searcher.suggest("d") == "FINISHED"
     final = {VALUE: 0.5, ITERATION: 1, FINAL: True}
-    complete = {"status": "complete", "scores": {"accuracy": 0.5}, "info": {"costs": {"params": 10.0}},
+    complete = {"status": "complete", "scores": {"val_accuracy": 0.5}, "info": {"costs": {"params": 10.0}},
                 "reasons": {}, "duration_s": 1.0}
     searcher.on_trial_complete("a", {**final, PAYLOAD: json.dumps(complete)})
     searcher.on_trial_complete("b", {**final, PAYLOAD: json.dumps({"status": "failed", "reason": "boom",
                                                                    "duration_s": 1.0})})
-    nan = {**complete, "scores": {"accuracy": None}, "reasons": {"accuracy": "diverged"}}
+    nan = {**complete, "scores": {"val_accuracy": None}, "reasons": {"val_accuracy": "diverged"}}
     searcher.on_trial_complete("c", {**final, PAYLOAD: json.dumps(nan)})
     a, b, c = runner.study.trials
     assert a.state == TrialState.COMPLETE and a.value == 0.5 and a.user_attrs["result"]["costs"] == {"params": 10.0}
     assert b.state == TrialState.FAIL and b.user_attrs["failure"] == "boom"
     assert c.state == TrialState.FAIL and "diverged" in c.user_attrs["failure"]
-    assert c.user_attrs["result"]["scores"] == {"accuracy": None}
+    assert c.user_attrs["result"]["scores"] == {"val_accuracy": None}
 
 
 def test_an_interrupted_run_leaves_no_trial_running(storage):

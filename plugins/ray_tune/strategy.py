@@ -15,7 +15,7 @@ from automl.evaluators import Evaluator
 from automl.options import Option
 from automl.strategies import Strategy
 from automl_plugins.ray_tune.cluster import cluster_gpus, ray_session, resolve_address
-from automl_plugins.ray_tune.worker import ITERATION, VALUE, train_candidate
+from automl_plugins.ray_tune.worker import ITERATION, VALUE, automl_trial
 
 if TYPE_CHECKING:
     from automl.runner import StudyRunner
@@ -115,7 +115,7 @@ def run_on_ray(runner: "StudyRunner", settings: Mapping[str, Any], *, n_trials: 
         gpus = settings.get("gpus")
         if gpus is None:
             gpus = 1.0 if cluster_gpus() >= 1 else 0.0
-        trainable = tune.with_resources(train_candidate, {"cpu": settings["cpus"], "gpu": gpus})
+        trainable = tune.with_resources(automl_trial, {"cpu": settings["cpus"], "gpu": gpus})
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=searcher.n_trials,

@@ -103,7 +103,7 @@ def evaluate_on_worker(config: Mapping[str, Any]) -> dict[str, Any]:
             PAYLOAD: json.dumps(payload, default=str)}
 
 
-def train_candidate(config: dict[str, Any]) -> None:
+def automl_trial(config: dict[str, Any]) -> None:
     """The Ray Tune function trainable: one candidate per call; actors are reused between calls."""
     from ray import tune
 
