@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,7 +36,8 @@ RAY_OPTIONS: dict[str, Option] = {
     "cpus": Option(float, default=1.0, min=0.0, help="CPUs per trial"),
     "gpus": Option(float, default=None, min=0.0,
                    help="GPUs per trial, fractions allowed (default: 1 when the cluster has GPUs, else 0)"),
-    "max_concurrent_trials": Option(int, default=0, min=0, help="trials running at once (0: as resources allow)"),
+    "max_concurrent_trials": Option(int, default=0, min=0,
+                                    help="trials running at once (0: as many as the cluster's resources hold now)"),
     "scheduler": Option(str, default="asha", choices=tuple(SCHEDULERS), help="Ray Tune trial scheduler"),
     "scheduler_options": Option(dict, default={},
                                 help="keyword arguments of the scheduler (metric and mode are set for you)"),
@@ -116,10 +118,11 @@ def run_on_ray(runner: "StudyRunner", settings: Mapping[str, Any], *, n_trials: 
         if gpus is None:
             gpus = 1.0 if cluster_gpus() >= 1 else 0.0
         trainable = tune.with_resources(automl_trial, {"cpu": settings["cpus"], "gpu": gpus})
+        concurrent = settings["max_concurrent_trials"] or _fitting_trials(settings["cpus"], gpus)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=searcher.n_trials,
-                                        max_concurrent_trials=settings["max_concurrent_trials"] or None,
+                                        max_concurrent_trials=min(concurrent, searcher.n_trials),
                                         reuse_actors=True, trial_dirname_creator=_trial_folder),
             run_config=tune.RunConfig(name=f"{runner.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                       storage_path=str(folder / "ray-results"), verbose=0,
@@ -131,6 +134,21 @@ def run_on_ray(runner: "StudyRunner", settings: Mapping[str, Any], *, n_trials: 
         finally:
             searcher.fail_open_trials("interrupted: the Ray Tune run ended before this trial finished")
     return searcher.finished
+
+
+def _fitting_trials(cpus: float, gpus: float) -> int:
+    """How many trials the cluster holds at once.
+
+    Ray Tune starts one trial at a time for a custom searcher unless it is told a concurrency: giving
+    it this number lets every worker start together.
+    """
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = [resources.get("CPU", 1.0) / cpus if cpus else math.inf,
+            resources.get("GPU", 0.0) / gpus if gpus else math.inf]
+    found = min(fits)
+    return max(1, int(found)) if math.isfinite(found) else 1
 
 
 def _trial_folder(trial: Any) -> str:

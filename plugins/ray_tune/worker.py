@@ -78,7 +78,7 @@ def evaluator_for(space: SearchSpace, raw: Mapping[str, Any] | None) -> Evaluato
 def evaluate_on_worker(config: Mapping[str, Any]) -> dict[str, Any]:
     """Evaluate the candidate ``config`` describes; return the outcome (reports intermediate values)."""
     start = time.perf_counter()
-    context = RayTuneContext(seed=config["seed"], device=config.get("device"))
+    context = RayTuneContext(seed=config["seed"], device=config.get("device") or _trial_device())
     try:
         space = space_from_raw(config["space"])
         evaluator = evaluator_for(space, config.get("evaluator"))
@@ -101,6 +101,14 @@ def evaluate_on_worker(config: Mapping[str, Any]) -> dict[str, Any]:
     value = context.curve[-1] if context.curve else (first if first is not None else math.nan)
     return {VALUE: float(value), ITERATION: max(1, len(context.curve)), FINAL: True,
             PAYLOAD: json.dumps(payload, default=str)}
+
+
+def _trial_device() -> str:
+    """The GPU when Ray gave this trial one, else the CPU (a trial without GPUs never takes one)."""
+    import ray
+    import torch
+
+    return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
 
 
 def automl_trial(config: dict[str, Any]) -> None:
