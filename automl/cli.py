@@ -30,9 +30,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", default=None, help="study name (default: the file's [study] name)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the file's [study] seed)")
     parser.add_argument("--sampler-seed", type=int, default=None,
-                        help="seed of the sampler only (default: --seed); give each process sharing a study its own")
+                        help="seed of the sampler only (default: --seed); one per process sharing a study")
     parser.add_argument("--ray-address", default=None,
-                        help="Ray cluster for the ray_tune and two_stage strategies (\"auto\" or host:port)")
+                        help="Ray cluster for the ray_tune and two_stage strategies (auto or host:port)")
     parser.add_argument("--cache", default=None, help="score-cache file (default: $AUTOML_CACHE or automl-cache.db)")
     parser.add_argument("--no-cache", action="store_true", help="evaluate every candidate, even repeated ones")
     parser.add_argument("--device", default=None, help="torch device for evaluators (default: cuda if present)")

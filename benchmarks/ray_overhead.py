@@ -116,15 +116,30 @@ def direct_ray(space: automl.SearchSpace, params: list[dict], settings: dict, fo
 
         candidate = local_space.candidate(config)
         result = local_space.evaluator.evaluate(candidate, Context(None, seed=0))
-        tune.report({"value": float(result["val_accuracy"] if isinstance(result, dict)
-                                     else result.scores["val_accuracy"]), "done": True})
+        tune.report(
+            {
+                "value": float(
+                    result["val_accuracy"] if isinstance(result, dict) else result.scores["val_accuracy"]
+                ),
+                "done": True,
+            }
+        )
 
-    search = OptunaSearch(space=DefineByRun(raw), metric="value", mode="max", points_to_evaluate=params,
-                          sampler=optuna.samplers.RandomSampler(seed=0))
+    search = OptunaSearch(
+        space=DefineByRun(raw),
+        metric="value",
+        mode="max",
+        points_to_evaluate=params,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": settings["cpus"], "gpu": 0}),
-        tune_config=tune.TuneConfig(search_alg=search, num_samples=len(params), reuse_actors=True,
-                                    max_concurrent_trials=settings["max_concurrent_trials"] or None),
+        tune_config=tune.TuneConfig(
+            search_alg=search,
+            num_samples=len(params),
+            reuse_actors=True,
+            max_concurrent_trials=settings["max_concurrent_trials"] or None,
+        ),
         run_config=tune.RunConfig(name=f"direct-{time.time()}", storage_path=str(folder), verbose=0),
     )
     start = time.perf_counter()
@@ -148,10 +163,21 @@ def main() -> None:
 
     space = automl.SearchSpace.from_dict(space_table(training_table(args.epochs, args.samples), args.trials))
     params = candidates(space, args.trials)
-    settings = {"cpus": 1.0, "gpus": 0.0, "max_concurrent_trials": args.concurrent, "scheduler": "fifo",
-                "scheduler_options": {}, "address": None, "num_cpus": None, "folder": None}
+    settings = {
+        "cpus": 1.0,
+        "gpus": 0.0,
+        "max_concurrent_trials": args.concurrent,
+        "scheduler": "fifo",
+        "scheduler_options": {},
+        "address": None,
+        "num_cpus": None,
+        "folder": None,
+    }
     plain_loop(space, params[:1])  # warm-up: data loading and first-call kernels
-    rows = [("plain loop", plain_loop(space, params)), ("local training evaluator", local_evaluator(space, params))]
+    rows = [
+        ("plain loop", plain_loop(space, params)),
+        ("local training evaluator", local_evaluator(space, params)),
+    ]
 
     import ray
 
@@ -172,8 +198,10 @@ def main() -> None:
             assert ray.is_initialized()
 
     plain = rows[0][1]
-    print(f"{args.trials} trainings, {args.epochs} epochs, {args.concurrent} at once, "
-          f"torch {torch.__version__}, {os.cpu_count()} CPUs")
+    print(
+        f"{args.trials} trainings, {args.epochs} epochs, {args.concurrent} at once, "
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs"
+    )
     print(f"{'path':34} {'wall s':>8} {'per trial s':>12} {'overhead/trial s':>17}")
     for name, wall in rows:
         if name.startswith("ray.init"):
@@ -181,8 +209,10 @@ def main() -> None:
             continue
         print(f"{name:34} {wall:8.2f} {wall / args.trials:12.3f} {(wall - plain) / args.trials:17.3f}")
     direct_wall, ours_wall = rows[-2][1], rows[-1][1]
-    print(f"automl Ray path vs Ray Tune direct: {100 * (ours_wall / direct_wall - 1):+.1f}% wall time "
-          f"(target: at most +10%)")
+    print(
+        f"automl Ray path vs Ray Tune direct: {100 * (ours_wall / direct_wall - 1):+.1f}% wall time "
+        f"(target: at most +10%)"
+    )
 
 
 if __name__ == "__main__":

@@ -16,13 +16,18 @@ from optuna.trial import TrialState
 from automl.errors import SpaceError
 from automl.runner import StudyRunner
 from automl.space import SearchSpace
-from automl_plugins.ray_tune.cluster import ray_session
+from automl_plugins.ray_tune.cluster import ADDRESS_ENV, ray_session, resolve_address
 from automl_plugins.ray_tune.worker import FINAL, ITERATION, PAYLOAD, STEP, VALUE
 
 EPOCHS = 3
 TRAINING = {"name": "training", "epochs": EPOCHS, "max_train_samples": 128, "batch_size": 32}
-ASHA = {"name": "ray_tune", "cpus": 1, "max_concurrent_trials": 2, "scheduler": "asha",
-        "scheduler_options": {"max_t": EPOCHS, "grace_period": 1, "reduction_factor": 2}}
+ASHA = {
+    "name": "ray_tune",
+    "cpus": 1,
+    "max_concurrent_trials": 2,
+    "scheduler": "asha",
+    "scheduler_options": {"max_t": EPOCHS, "grace_period": 1, "reduction_factor": 2},
+}
 
 
 def space_dict(strategy=None, *, n_trials=6, name="ray"):
@@ -61,7 +66,9 @@ def test_every_ray_trial_is_in_the_study_with_its_state(asha_study):
     trials = asha_study.study.get_trials()
     assert [t.number for t in trials] == list(range(6))
     states = [t.state for t in trials]
-    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, [t.user_attrs.get("failure") for t in trials]
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, [
+        t.user_attrs.get("failure") for t in trials
+    ]
     assert TrialState.COMPLETE in states
     assert TrialState.PRUNED in states
     for trial in trials:
@@ -109,7 +116,9 @@ def test_a_rerun_reads_completed_candidates_from_the_score_cache(asha_study):
 
 def test_a_failing_trial_is_failed_with_its_reason(ray_cluster, storage):
     # No model can be trained on the meta device: every trial fails inside the evaluator, on the worker.
-    space = SearchSpace.from_dict(space_dict({**ASHA, "scheduler": "fifo", "scheduler_options": {}}, n_trials=1))
+    space = SearchSpace.from_dict(
+        space_dict({**ASHA, "scheduler": "fifo", "scheduler_options": {}}, n_trials=1)
+    )
     runner = StudyRunner(space, storage=storage, cache=False, device="meta")
     runner.run()
     trials = runner.study.get_trials()
@@ -120,8 +129,15 @@ def test_a_failing_trial_is_failed_with_its_reason(ray_cluster, storage):
 
 
 def test_two_stage_screens_a_pool_and_trains_the_best(ray_cluster, storage):
-    strategy = {**ASHA, "name": "two_stage", "scheduler": "fifo", "scheduler_options": {},
-                "screen": {"name": "proxies", "proxies": ["synflow"]}, "pool": 4, "top_k": 2}
+    strategy = {
+        **ASHA,
+        "name": "two_stage",
+        "scheduler": "fifo",
+        "scheduler_options": {},
+        "screen": {"name": "proxies", "proxies": ["synflow"]},
+        "pool": 4,
+        "top_k": 2,
+    }
     space = SearchSpace.from_dict(space_dict(strategy, n_trials=6))
     runner = StudyRunner(space, storage=storage, cache=False)
     runner.run()
@@ -132,7 +148,7 @@ def test_two_stage_screens_a_pool_and_trains_the_best(ray_cluster, storage):
     assert all(t.state == TrialState.PRUNED and t.user_attrs["screen"]["metric"] == "synflow" for t in screen)
     best = sorted(screen, key=lambda t: -t.user_attrs["screen"]["value"])[:2]
     assert [t.user_attrs["screen_trial"] for t in train] == [t.number for t in best]
-    for trained, screened in zip(train, best):
+    for trained, screened in zip(train, best, strict=True):
         assert trained.state == TrialState.COMPLETE
         assert trained.params == screened.params
         assert trained.user_attrs["candidate"]["id"] == screened.user_attrs["candidate"]["id"]
@@ -171,15 +187,25 @@ def test_outcomes_reported_by_the_worker(storage):
         searcher.suggest(trial_id)
     assert searcher.suggest("d") == "FINISHED"
     final = {VALUE: 0.5, ITERATION: 1, FINAL: True}
-    complete = {"status": "complete", "scores": {"val_accuracy": 0.5}, "info": {"costs": {"params": 10.0}},
-                "reasons": {}, "duration_s": 1.0}
+    complete = {
+        "status": "complete",
+        "scores": {"val_accuracy": 0.5},
+        "info": {"costs": {"params": 10.0}},
+        "reasons": {},
+        "duration_s": 1.0,
+    }
     searcher.on_trial_complete("a", {**final, PAYLOAD: json.dumps(complete)})
-    searcher.on_trial_complete("b", {**final, PAYLOAD: json.dumps({"status": "failed", "reason": "boom",
-                                                                   "duration_s": 1.0})})
+    searcher.on_trial_complete(
+        "b", {**final, PAYLOAD: json.dumps({"status": "failed", "reason": "boom", "duration_s": 1.0})}
+    )
     nan = {**complete, "scores": {"val_accuracy": None}, "reasons": {"val_accuracy": "diverged"}}
     searcher.on_trial_complete("c", {**final, PAYLOAD: json.dumps(nan)})
     a, b, c = runner.study.trials
-    assert a.state == TrialState.COMPLETE and a.value == 0.5 and a.user_attrs["result"]["costs"] == {"params": 10.0}
+    assert (
+        a.state == TrialState.COMPLETE
+        and a.value == 0.5
+        and a.user_attrs["result"]["costs"] == {"params": 10.0}
+    )
     assert b.state == TrialState.FAIL and b.user_attrs["failure"] == "boom"
     assert c.state == TrialState.FAIL and "diverged" in c.user_attrs["failure"]
     assert c.user_attrs["result"]["scores"] == {"val_accuracy": None}
@@ -192,18 +218,41 @@ def test_an_interrupted_run_leaves_no_trial_running(storage):
     assert runner.study.trials[0].state == TrialState.FAIL
 
 
+def test_the_command_line_address_wins_over_the_file(monkeypatch):
+    assert resolve_address(None) is None
+    assert resolve_address("auto") == "auto"
+    monkeypatch.setenv(ADDRESS_ENV, "head:6379")
+    assert resolve_address("auto") == "head:6379"
+
+
 # -- validation -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("strategy", "key"), [
-    ({"name": "ray_tune", "scheduler": "pbt"}, "strategy.scheduler"),
-    ({"name": "ray_tune", "scheduler_options": {"max_tt": 3}}, "strategy.scheduler_options.max_tt"),
-    ({"name": "ray_tune", "scheduler_options": {"reduction_factor": 1}}, "strategy.scheduler_options"),
-    ({"name": "ray_tune", "gpus": -1}, "strategy.gpus"),
-    ({"name": "two_stage", "screen": {"name": "proxies", "proxies": ["synflow"]}, "top_k": 5, "pool": 3},
-     "strategy.top_k"),
-    ({"name": "two_stage", "screen": {"name": "proxies", "proxies": ["synflow"]}, "screen_metric": "acc"},
-     "strategy.screen_metric"),
-    ({"name": "two_stage", "screen": {"name": "nope"}}, "strategy.screen.name"),
-])
+@pytest.mark.parametrize(
+    ("strategy", "key"),
+    [
+        ({"name": "ray_tune", "scheduler": "pbt"}, "strategy.scheduler"),
+        ({"name": "ray_tune", "scheduler_options": {"max_tt": 3}}, "strategy.scheduler_options.max_tt"),
+        ({"name": "ray_tune", "scheduler_options": {"reduction_factor": 1}}, "strategy.scheduler_options"),
+        ({"name": "ray_tune", "gpus": -1}, "strategy.gpus"),
+        (
+            {
+                "name": "two_stage",
+                "screen": {"name": "proxies", "proxies": ["synflow"]},
+                "top_k": 5,
+                "pool": 3,
+            },
+            "strategy.top_k",
+        ),
+        (
+            {
+                "name": "two_stage",
+                "screen": {"name": "proxies", "proxies": ["synflow"]},
+                "screen_metric": "acc",
+            },
+            "strategy.screen_metric",
+        ),
+        ({"name": "two_stage", "screen": {"name": "nope"}}, "strategy.screen.name"),
+    ],
+)
 def test_invalid_strategy_tables_name_the_key(strategy, key):
     with pytest.raises(SpaceError) as err:
         SearchSpace.from_dict(space_dict(strategy))

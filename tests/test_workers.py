@@ -14,7 +14,7 @@ from automl.space import SearchSpace
 SPACE = """
 [study]
 name = "shared"
-n_trials = 9
+n_trials = 8
 seed = 0
 sampler = "random"
 
@@ -41,22 +41,42 @@ direction = "minimize"
 def test_processes_share_one_study_through_a_journal_file(tmp_path):
     (tmp_path / "space.toml").write_text(SPACE)
     storage = "runs/shared.log"
-    workers = [subprocess.Popen([sys.executable, "-m", "automl.cli", "run", "space.toml", "--storage", storage,
-                                 "--sampler-seed", str(worker), "--quiet"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for worker in range(3)]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "automl.cli",
+                "run",
+                "space.toml",
+                "--storage",
+                storage,
+                "--sampler-seed",
+                str(worker),
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for worker in range(2)
+    ]
     outputs = [worker.communicate(timeout=120) for worker in workers]
-    for worker, (_, err) in zip(workers, outputs):
+    for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
 
-    study = optuna.load_study(study_name="shared", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / storage))))
+    study = optuna.load_study(
+        study_name="shared",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / storage))
+        ),
+    )
     trials = study.get_trials(deepcopy=False)
     # Every trial number exactly once, every trial finished; each process stops once the study holds
     # the budget, so at most one trial per other process was still in flight.
     assert [t.number for t in trials] == list(range(len(trials)))
     assert all(t.state == TrialState.COMPLETE for t in trials), [t.user_attrs.get("failure") for t in trials]
-    assert 9 <= len(trials) <= 9 + 2
+    assert 8 <= len(trials) <= 8 + 1
     # Different sampler seeds: the processes did not evaluate the same candidates in lockstep.
     ids = [t.user_attrs["candidate"]["id"] for t in trials]
     assert len(set(ids)) >= len(ids) - 1

@@ -13,4 +13,3 @@ from automl_plugins.ray_tune.two_stage import TwoStageStrategy
 def register_strategies(register):
     register(RayTuneStrategy)
     register(TwoStageStrategy)
-

@@ -45,16 +45,24 @@ def ray_session(folder: Path, *, address: str | None = None, num_cpus: int | Non
     # The automl command prints its own summary; Ray Tune's progress tables would bury it.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    temp_dir = None
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                 _temp_dir=_temp_dir(folder / "ray-tmp"), logging_level="WARNING", log_to_driver=False,
-                 configure_logging=True)
+        temp_dir = _temp_dir(folder / "ray-tmp")
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            _temp_dir=temp_dir,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
     try:
         yield True
     finally:
         ray.shutdown()
+        if temp_dir is not None and Path(temp_dir).is_symlink():
+            Path(temp_dir).unlink()
 
 
 def _temp_dir(wanted: Path) -> str:

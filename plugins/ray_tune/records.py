@@ -13,15 +13,24 @@ from automl.evaluators import EvalResult
 
 def candidate_attr(candidate: Candidate) -> dict[str, Any]:
     """The ``candidate`` attribute: stable id, architecture string and kind, architecture key."""
-    return {"id": candidate.id, "arch": candidate.attrs.get("arch"), "arch_kind": candidate.attrs.get("arch_kind"),
-            "arch_key": candidate.arch_key}
+    return {
+        "id": candidate.id,
+        "arch": candidate.attrs.get("arch"),
+        "arch_kind": candidate.attrs.get("arch_kind"),
+        "arch_key": candidate.arch_key,
+    }
 
 
 def result_record(result: EvalResult, *, cached: bool, duration_s: float) -> dict[str, Any]:
     """The ``result`` attribute of an evaluated trial."""
-    return {"scores": jsonable(result.scores), "costs": jsonable(result.info.get("costs", {})),
-            "info": {k: v for k, v in result.info.items() if k != "costs"}, "reasons": result.reasons,
-            "duration_s": round(duration_s, 6), "cached": cached}
+    return {
+        "scores": jsonable(result.scores),
+        "costs": jsonable(result.info.get("costs", {})),
+        "info": {k: v for k, v in result.info.items() if k != "costs"},
+        "reasons": result.reasons,
+        "duration_s": round(duration_s, 6),
+        "cached": cached,
+    }
 
 
 def failure_reason(err: BaseException) -> str:

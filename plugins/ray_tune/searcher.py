@@ -65,10 +65,18 @@ class StudySearcher(Searcher):
     trial. ``scheduler_name`` names what stopped a pruned trial.
     """
 
-    def __init__(self, runner: "StudyRunner", *, n_trials: int, evaluator: Evaluator,
-                 evaluator_raw: Mapping[str, Any] | None = None, planned: Sequence[PlannedTrial] | None = None,
-                 attrs: Mapping[str, Any] | None = None, scheduler_name: str = "the scheduler",
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        runner: "StudyRunner",
+        *,
+        n_trials: int,
+        evaluator: Evaluator,
+        evaluator_raw: Mapping[str, Any] | None = None,
+        planned: Sequence[PlannedTrial] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        scheduler_name: str = "the scheduler",
+        device: str | None = None,
+    ) -> None:
         super().__init__()
         self.runner = runner
         self.study = runner.study
@@ -109,12 +117,22 @@ class StudySearcher(Searcher):
                 continue
             cached = self._cached(candidate)
             if cached is not None:
-                self._complete(_OpenTrial(trial, candidate, started), cached, cached=True,
-                               duration_s=time.perf_counter() - started)
+                self._complete(
+                    _OpenTrial(trial, candidate, started),
+                    cached,
+                    cached=True,
+                    duration_s=time.perf_counter() - started,
+                )
                 continue
             self.open[trial_id] = _OpenTrial(trial, candidate, started)
-            return {"space": self.runner.space.raw, "params": dict(candidate.params), "seed": self.runner.seed,
-                    "evaluator": self.evaluator_raw, "device": self.device, "optuna_trial": trial.number}
+            return {
+                "space": self.runner.space.raw,
+                "params": dict(candidate.params),
+                "seed": self.runner.seed,
+                "evaluator": self.evaluator_raw,
+                "device": self.device,
+                "optuna_trial": trial.number,
+            }
         return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -138,38 +156,59 @@ class StudySearcher(Searcher):
             current.trial.report(float(value), step)
             current.reported_steps.add(step)
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
         current = self.open.pop(trial_id, None)
         ray_trial = self.ray_trials.pop(trial_id, None)
         if current is None:
             return
         if error:
-            self._fail(current.trial, current.candidate, _ray_error(ray_trial), current.started,
-                       curve=current.curve)
+            self._fail(
+                current.trial, current.candidate, _ray_error(ray_trial), current.started, curve=current.curve
+            )
             return
         if not result:
-            self._fail(current.trial, current.candidate, "Ray Tune ended the trial before it started",
-                       current.started)
+            self._fail(
+                current.trial,
+                current.candidate,
+                "Ray Tune ended the trial before it started",
+                current.started,
+            )
             return
         if PAYLOAD not in result:
             # Ray Tune passes the result that made the scheduler stop the trial here, not to
             # on_trial_result: it is the trial's last intermediate value.
             self._intermediate(current, result)
-            self._pruned(current, f"stopped by the {self.scheduler_name} scheduler"
-                         + (f" at step {current.last_step}" if current.last_step is not None else ""))
+            self._pruned(
+                current,
+                f"stopped by the {self.scheduler_name} scheduler"
+                + (f" at step {current.last_step}" if current.last_step is not None else ""),
+            )
             return
         payload = json.loads(result[PAYLOAD])
         for key, value in payload.get("attrs", {}).items():
             current.trial.set_user_attr(f"info.{key}", value)
         if payload["status"] == "complete":
             outcome = EvalResult.from_json(payload)
-            self._complete(current, outcome, cached=False, duration_s=payload["duration_s"],
-                           ray={"trial_id": trial_id, "device": payload.get("device")})
+            self._complete(
+                current,
+                outcome,
+                cached=False,
+                duration_s=payload["duration_s"],
+                ray={"trial_id": trial_id, "device": payload.get("device")},
+            )
         elif payload["status"] == "pruned":
             self._pruned(current, payload["reason"], duration_s=payload["duration_s"])
         else:
-            self._fail(current.trial, current.candidate, payload["reason"], current.started,
-                       curve=payload.get("curve"), duration_s=payload["duration_s"])
+            self._fail(
+                current.trial,
+                current.candidate,
+                payload["reason"],
+                current.started,
+                curve=payload.get("curve"),
+                duration_s=payload["duration_s"],
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles its experiment state for a later Tuner.restore; the study, the score cache and
@@ -206,11 +245,19 @@ class StudySearcher(Searcher):
         return cache.get(self._cache_key(candidate))
 
     def _cache_key(self, candidate: Candidate) -> str:
-        return cache_key(candidate.id, self.evaluator.settings_key(), self.runner.data_fingerprint(),
-                         self.runner.seed)
+        return cache_key(
+            candidate.id, self.evaluator.settings_key(), self.runner.data_fingerprint(), self.runner.seed
+        )
 
-    def _complete(self, current: _OpenTrial, result: EvalResult, *, cached: bool, duration_s: float,
-                  ray: Mapping[str, Any] | None = None) -> None:
+    def _complete(
+        self,
+        current: _OpenTrial,
+        result: EvalResult,
+        *,
+        cached: bool,
+        duration_s: float,
+        ray: Mapping[str, Any] | None = None,
+    ) -> None:
         trial = current.trial
         trial.set_user_attr("result", result_record(result, cached=cached, duration_s=duration_s))
         if ray:
@@ -221,32 +268,65 @@ class StudySearcher(Searcher):
             self._fail(trial, current.candidate, str(err), current.started, keep_result=True)
             return
         if not cached and self.runner.cache is not None and self.evaluator.cacheable:
-            self.runner.cache.put(self._cache_key(current.candidate), candidate_id=current.candidate.id,
-                                  evaluator=self.evaluator.name, data=self.runner.data_fingerprint(),
-                                  seed=self.runner.seed, result=result)
+            self.runner.cache.put(
+                self._cache_key(current.candidate),
+                candidate_id=current.candidate.id,
+                evaluator=self.evaluator.name,
+                data=self.runner.data_fingerprint(),
+                seed=self.runner.seed,
+                result=result,
+            )
         self._tell(trial, current.candidate, TrialState.COMPLETE, values)
 
     def _pruned(self, current: _OpenTrial, reason: str, duration_s: float | None = None) -> None:
         trial = current.trial
-        trial.set_user_attr("result", {"scores": {}, "costs": {}, "info": {"curve": current.curve}, "reasons": {},
-                                       "duration_s": round(duration_s if duration_s is not None
-                                                           else time.perf_counter() - current.started, 6),
-                                       "cached": False, "pruned": reason})
+        trial.set_user_attr(
+            "result",
+            {
+                "scores": {},
+                "costs": {},
+                "info": {"curve": current.curve},
+                "reasons": {},
+                "duration_s": round(
+                    duration_s if duration_s is not None else time.perf_counter() - current.started, 6
+                ),
+                "cached": False,
+                "pruned": reason,
+            },
+        )
         self._tell(trial, current.candidate, TrialState.PRUNED, None)
 
-    def _fail(self, trial: optuna.Trial, candidate: Candidate | None, reason: str, started: float, *,
-              curve: Sequence[float] | None = None, duration_s: float | None = None,
-              keep_result: bool = False) -> None:
+    def _fail(
+        self,
+        trial: optuna.Trial,
+        candidate: Candidate | None,
+        reason: str,
+        started: float,
+        *,
+        curve: Sequence[float] | None = None,
+        duration_s: float | None = None,
+        keep_result: bool = False,
+    ) -> None:
         trial.set_user_attr("failure", reason)
         if curve and not keep_result:
-            trial.set_user_attr("result", {"scores": {}, "costs": {}, "info": {"curve": list(curve)},
-                                           "reasons": {}, "cached": False,
-                                           "duration_s": round(duration_s if duration_s is not None
-                                                               else time.perf_counter() - started, 6)})
+            trial.set_user_attr(
+                "result",
+                {
+                    "scores": {},
+                    "costs": {},
+                    "info": {"curve": list(curve)},
+                    "reasons": {},
+                    "cached": False,
+                    "duration_s": round(
+                        duration_s if duration_s is not None else time.perf_counter() - started, 6
+                    ),
+                },
+            )
         self._tell(trial, candidate, TrialState.FAIL, None)
 
-    def _tell(self, trial: optuna.Trial, candidate: Candidate | None, state: TrialState,
-              values: list[float] | None) -> None:
+    def _tell(
+        self, trial: optuna.Trial, candidate: Candidate | None, state: TrialState, values: list[float] | None
+    ) -> None:
         frozen = self.study.tell(trial, values, state=state, skip_if_finished=True)
         self.finished.append(frozen)
         get_registry().hook.trial_finished(study=self.study, trial=frozen, candidate=candidate)

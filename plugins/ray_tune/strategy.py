@@ -34,21 +34,32 @@ SCHEDULERS: dict[str, str] = {
 
 RAY_OPTIONS: dict[str, Option] = {
     "cpus": Option(float, default=1.0, min=0.0, help="CPUs per trial"),
-    "gpus": Option(float, default=None, min=0.0,
-                   help="GPUs per trial, fractions allowed (default: 1 when the cluster has GPUs, else 0)"),
-    "max_concurrent_trials": Option(int, default=0, min=0,
-                                    help="trials running at once (0: as many as the cluster's resources hold now)"),
+    "gpus": Option(
+        float,
+        default=None,
+        min=0.0,
+        help="GPUs per trial, fractions allowed (default: 1 when the cluster has GPUs, else 0)",
+    ),
+    "max_concurrent_trials": Option(
+        int, default=0, min=0, help="trials running at once (0: as many as the cluster's resources hold now)"
+    ),
     "scheduler": Option(str, default="asha", choices=tuple(SCHEDULERS), help="Ray Tune trial scheduler"),
-    "scheduler_options": Option(dict, default={},
-                                help="keyword arguments of the scheduler (metric and mode are set for you)"),
-    "address": Option(str, default=None,
-                      help="join this Ray cluster (\"auto\" or host:port; --ray-address overrides it)"),
+    "scheduler_options": Option(
+        dict, default={}, help="keyword arguments of the scheduler (metric and mode are set for you)"
+    ),
+    "address": Option(
+        str, default=None, help='join this Ray cluster ("auto" or host:port; --ray-address overrides it)'
+    ),
     "num_cpus": Option(int, default=None, min=1, help="CPUs of a Ray started here (default: all)"),
-    "folder": Option(str, default=None, help="run folder for Ray's temp files and results (default: runs/<study>)"),
+    "folder": Option(
+        str, default=None, help="run folder for Ray's temp files and results (default: runs/<study>)"
+    ),
 }
 
 
-def make_scheduler(name: str, options: Mapping[str, Any], mode: str, *, key: str = "scheduler_options") -> Any:
+def make_scheduler(
+    name: str, options: Mapping[str, Any], mode: str, *, key: str = "scheduler_options"
+) -> Any:
     """The Ray Tune scheduler ``name`` with ``options``; ``SpaceError`` for options it does not take."""
     from ray.tune import schedulers
 
@@ -57,8 +68,9 @@ def make_scheduler(name: str, options: Mapping[str, Any], mode: str, *, key: str
     settings = dict(options)
     for option in settings:
         if option not in accepted:
-            raise SpaceError(f"scheduler {name!r} has no option {option!r}", key=f"{key}.{option}",
-                             allowed=accepted)
+            raise SpaceError(
+                f"scheduler {name!r} has no option {option!r}", key=f"{key}.{option}", allowed=accepted
+            )
     if cls is schedulers.FIFOScheduler:
         return cls()
     if "time_attr" in accepted:
@@ -69,8 +81,9 @@ def make_scheduler(name: str, options: Mapping[str, Any], mode: str, *, key: str
     try:
         return cls(metric=VALUE, mode=mode, **settings)
     except (AssertionError, TypeError, ValueError) as err:
-        raise SpaceError(f"scheduler {name!r} rejects its options: {err or 'invalid values'}",
-                         key=key) from None
+        raise SpaceError(
+            f"scheduler {name!r} rejects its options: {err or 'invalid values'}", key=key
+        ) from None
 
 
 class RayTuneStrategy(Strategy):
@@ -81,7 +94,9 @@ class RayTuneStrategy(Strategy):
     """
 
     name = "ray_tune"
-    description = "schedule the evaluator (training) with Ray Tune: GPUs per trial, ASHA, a local Ray or a cluster"
+    description = (
+        "schedule the evaluator (training) with Ray Tune: GPUs per trial, ASHA, a local Ray or a cluster"
+    )
     options = RAY_OPTIONS
 
     def validate(self, space: "SearchSpace") -> None:
@@ -91,10 +106,16 @@ class RayTuneStrategy(Strategy):
         run_on_ray(runner, self.settings, n_trials=n_trials)
 
 
-def run_on_ray(runner: "StudyRunner", settings: Mapping[str, Any], *, n_trials: int,
-               evaluator: Evaluator | None = None, evaluator_raw: Mapping[str, Any] | None = None,
-               planned: Sequence["PlannedTrial"] | None = None,
-               attrs: Mapping[str, Any] | None = None) -> list[FrozenTrial]:
+def run_on_ray(
+    runner: "StudyRunner",
+    settings: Mapping[str, Any],
+    *,
+    n_trials: int,
+    evaluator: Evaluator | None = None,
+    evaluator_raw: Mapping[str, Any] | None = None,
+    planned: Sequence["PlannedTrial"] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> list[FrozenTrial]:
     """Run up to ``n_trials`` trials of ``runner``'s study through Ray Tune; returns them as stored.
 
     ``settings`` are the ``ray_tune`` options. ``evaluator`` (with the table ``evaluator_raw`` that
@@ -108,12 +129,21 @@ def run_on_ray(runner: "StudyRunner", settings: Mapping[str, Any], *, n_trials: 
     folder = Path(settings.get("folder") or Path("runs") / runner.study_name).absolute()
     mode = _mode(space)
     scheduler = make_scheduler(settings["scheduler"], settings["scheduler_options"], mode)
-    searcher = StudySearcher(runner, n_trials=n_trials, evaluator=evaluator or space.evaluator,
-                             evaluator_raw=evaluator_raw, planned=planned, attrs=attrs,
-                             scheduler_name=settings["scheduler"], device=runner.device)
+    searcher = StudySearcher(
+        runner,
+        n_trials=n_trials,
+        evaluator=evaluator or space.evaluator,
+        evaluator_raw=evaluator_raw,
+        planned=planned,
+        attrs=attrs,
+        scheduler_name=settings["scheduler"],
+        device=runner.device,
+    )
     if searcher.n_trials <= 0:
         return []
-    with ray_session(folder, address=resolve_address(settings.get("address")), num_cpus=settings.get("num_cpus")):
+    with ray_session(
+        folder, address=resolve_address(settings.get("address")), num_cpus=settings.get("num_cpus")
+    ):
         gpus = settings.get("gpus")
         if gpus is None:
             gpus = 1.0 if cluster_gpus() >= 1 else 0.0
@@ -121,13 +151,21 @@ def run_on_ray(runner: "StudyRunner", settings: Mapping[str, Any], *, n_trials: 
         concurrent = settings["max_concurrent_trials"] or _fitting_trials(settings["cpus"], gpus)
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=searcher.n_trials,
-                                        max_concurrent_trials=min(concurrent, searcher.n_trials),
-                                        reuse_actors=True, trial_dirname_creator=_trial_folder),
-            run_config=tune.RunConfig(name=f"{runner.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                      storage_path=str(folder / "ray-results"), verbose=0,
-                                      callbacks=[searcher.callback()],
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=searcher.n_trials,
+                max_concurrent_trials=min(concurrent, searcher.n_trials),
+                reuse_actors=True,
+                trial_dirname_creator=_trial_folder,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{runner.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(folder / "ray-results"),
+                verbose=0,
+                callbacks=[searcher.callback()],
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
         )
         try:
             tuner.fit()
@@ -145,8 +183,10 @@ def _fitting_trials(cpus: float, gpus: float) -> int:
     import ray
 
     resources = ray.cluster_resources()
-    fits = [resources.get("CPU", 1.0) / cpus if cpus else math.inf,
-            resources.get("GPU", 0.0) / gpus if gpus else math.inf]
+    fits = [
+        resources.get("CPU", 1.0) / cpus if cpus else math.inf,
+        resources.get("GPU", 0.0) / gpus if gpus else math.inf,
+    ]
     found = min(fits)
     return max(1, int(found)) if math.isfinite(found) else 1
 

@@ -37,14 +37,19 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class TwoStageStrategy(Strategy):
-    """Screen ``pool`` sampled candidates with ``screen`` (an evaluator table), then train the ``top_k`` best."""
+    """Screen ``pool`` sampled candidates with ``screen`` (an evaluator table); train the ``top_k`` best."""
 
     name = "two_stage"
     description = "screen a pool with a cheap evaluator (proxies), train the top k through Ray Tune"
     options = {
-        "screen": Option(dict, help="the screening evaluator's table, e.g. {name = \"proxies\", proxies = [...]}"),
-        "screen_metric": Option(str, default=None, help="the screen score that ranks candidates "
-                                "(default: the screening evaluator's first)"),
+        "screen": Option(
+            dict, help='the screening evaluator\'s table, e.g. {name = "proxies", proxies = [...]}'
+        ),
+        "screen_metric": Option(
+            str,
+            default=None,
+            help="the screen score that ranks candidates (default: the screening evaluator's first)",
+        ),
         "screen_direction": Option(str, default="maximize", choices=("maximize", "minimize")),
         "pool": Option(int, default=20, min=1, help="candidates to screen"),
         "top_k": Option(int, default=4, min=1, help="best screened candidates to train"),
@@ -60,11 +65,16 @@ class TwoStageStrategy(Strategy):
         allowed = list(self.screen_evaluator.metrics()) + list(COST_METRICS)
         self.screen_metric = settings["screen_metric"] or allowed[0]
         if self.screen_metric not in allowed:
-            raise SpaceError(f"{self.screen_metric!r} is not a score of the screening evaluator "
-                             f"{self.screen_evaluator.name!r}", key="screen_metric", allowed=allowed)
+            raise SpaceError(
+                f"{self.screen_metric!r} is not a score of the screening evaluator "
+                f"{self.screen_evaluator.name!r}",
+                key="screen_metric",
+                allowed=allowed,
+            )
         if settings["top_k"] > settings["pool"]:
-            raise SpaceError(f"top_k ({settings['top_k']}) is larger than the pool ({settings['pool']})",
-                             key="top_k")
+            raise SpaceError(
+                f"top_k ({settings['top_k']}) is larger than the pool ({settings['pool']})", key="top_k"
+            )
 
     def validate(self, space: "SearchSpace") -> None:
         try:
@@ -76,7 +86,9 @@ class TwoStageStrategy(Strategy):
     def run(self, runner: "StudyRunner", n_trials: int) -> None:
         trials = runner.study.get_trials(deepcopy=False, states=FINISHED)
         screened = [t for t in trials if t.user_attrs.get("stage") == SCREEN]
-        trained = {t.user_attrs.get("candidate", {}).get("id") for t in trials if t.user_attrs.get("stage") == TRAIN}
+        trained = {
+            t.user_attrs.get("candidate", {}).get("id") for t in trials if t.user_attrs.get("stage") == TRAIN
+        }
         to_screen = min(max(0, self.settings["pool"] - len(screened)), n_trials)
         for _ in range(to_screen):
             screened.append(self.screen_one(runner))
@@ -86,8 +98,10 @@ class TwoStageStrategy(Strategy):
             return
         from automl_plugins.ray_tune.searcher import PlannedTrial
 
-        planned = [PlannedTrial(dict(t.params), {"screen_trial": t.number,
-                                                 "screen": t.user_attrs.get("screen")}) for t in best]
+        planned = [
+            PlannedTrial(dict(t.params), {"screen_trial": t.number, "screen": t.user_attrs.get("screen")})
+            for t in best
+        ]
         run_on_ray(runner, self.settings, n_trials=len(planned), planned=planned, attrs={"stage": TRAIN})
 
     def screen_one(self, runner: "StudyRunner") -> FrozenTrial:
@@ -103,9 +117,12 @@ class TwoStageStrategy(Strategy):
             candidate.seed = runner.seed
             trial.set_user_attr("candidate", candidate_attr(candidate))
             result, cached = runner.evaluate(candidate, self.screen_evaluator)
-            trial.set_user_attr("result", result_record(result, cached=cached,
-                                                        duration_s=time.perf_counter() - start))
-            value = result.scores.get(self.screen_metric, result.info.get("costs", {}).get(self.screen_metric))
+            trial.set_user_attr(
+                "result", result_record(result, cached=cached, duration_s=time.perf_counter() - start)
+            )
+            value = result.scores.get(
+                self.screen_metric, result.info.get("costs", {}).get(self.screen_metric)
+            )
             if value is None or math.isnan(value):
                 reason = result.reasons.get(self.screen_metric, "no value")
                 raise ValueError(f"screen score {self.screen_metric} is missing or NaN: {reason}")
@@ -118,7 +135,7 @@ class TwoStageStrategy(Strategy):
         return frozen
 
     def ranked(self, screened: list[FrozenTrial], *, exclude: set[str | None]) -> list[FrozenTrial]:
-        """Screened trials with a score, best first, one per candidate, leaving out ``exclude``d candidates."""
+        """Screened trials with a score, best first, one per candidate, without the ``exclude``d ones."""
         sign = -1.0 if self.settings["screen_direction"] == "maximize" else 1.0
         scored = [t for t in screened if t.user_attrs.get(SCREEN) is not None]
         scored.sort(key=lambda t: (sign * t.user_attrs[SCREEN]["value"], t.number))

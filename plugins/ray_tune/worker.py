@@ -20,9 +20,9 @@ from automl.evaluators import EvalContext, EvalResult, Evaluator
 from automl.space import SearchSpace
 from automl_plugins.ray_tune.records import failure_reason
 
-VALUE = "value"            # the intermediate value schedulers compare
-ITERATION = "iteration"    # 1, 2, ... per intermediate value: the schedulers' default time attribute
-STEP = "step"              # the step the evaluator gave, as the study records it
+VALUE = "value"  # the intermediate value schedulers compare
+ITERATION = "iteration"  # 1, 2, ... per intermediate value: the schedulers' default time attribute
+STEP = "step"  # the step the evaluator gave, as the study records it
 FINAL = "automl_final"
 PAYLOAD = "automl_payload"
 ATTRS = "automl_attrs"
@@ -95,12 +95,21 @@ def evaluate_on_worker(config: Mapping[str, Any]) -> dict[str, Any]:
         payload, first = {"status": "pruned", "reason": str(pruned)}, None
     except Exception as err:  # noqa: BLE001 - the reason goes back to the study; the search goes on
         payload, first = {"status": "failed", "reason": failure_reason(err)}, None
-    payload.update(curve=context.curve, steps=context.steps, attrs=context.attrs, device=str(context.device),
-                   duration_s=round(time.perf_counter() - start, 6))
+    payload.update(
+        curve=context.curve,
+        steps=context.steps,
+        attrs=context.attrs,
+        device=str(context.device),
+        duration_s=round(time.perf_counter() - start, 6),
+    )
     # The final report repeats the last iteration, so a scheduler sees no new rung from it.
     value = context.curve[-1] if context.curve else (first if first is not None else math.nan)
-    return {VALUE: float(value), ITERATION: max(1, len(context.curve)), FINAL: True,
-            PAYLOAD: json.dumps(payload, default=str)}
+    return {
+        VALUE: float(value),
+        ITERATION: max(1, len(context.curve)),
+        FINAL: True,
+        PAYLOAD: json.dumps(payload, default=str),
+    }
 
 
 def _trial_device() -> str:
