@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -159,10 +160,13 @@ def test_two_stage_screens_a_pool_and_trains_the_best(ray_cluster, storage):
 
 
 # -- the Ray Tune → Optuna translation, driven by the results Ray Tune hands the searcher ----------------
-def searcher_for(tmp_storage):
+def searcher_for(tmp_storage, objectives=None):
     from automl_plugins.ray_tune.searcher import StudySearcher
 
-    space = SearchSpace.from_dict(space_dict(ASHA, n_trials=3))
+    data = space_dict(ASHA, n_trials=3)
+    if objectives:
+        data["objectives"] = objectives
+    space = SearchSpace.from_dict(data)
     runner = StudyRunner(space, storage=tmp_storage, cache=False)
     return runner, StudySearcher(runner, n_trials=3, evaluator=space.evaluator, scheduler_name="asha")
 
@@ -209,6 +213,46 @@ def test_outcomes_reported_by_the_worker(storage):
     assert b.state == TrialState.FAIL and b.user_attrs["failure"] == "boom"
     assert c.state == TrialState.FAIL and "diverged" in c.user_attrs["failure"]
     assert c.user_attrs["result"]["scores"] == {"val_accuracy": None}
+
+
+def test_a_dead_worker_fails_the_trial_with_ray_s_error(storage, tmp_path):
+    runner, searcher = searcher_for(storage)
+    searcher.suggest("a")
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Failure # 1\nray.exceptions.RayActorError: The actor died unexpectedly\n")
+    searcher.ray_trials["a"] = SimpleNamespace(error_file=str(error_file))
+    searcher.on_trial_result("a", {VALUE: 0.2, STEP: 1, ITERATION: 1})
+    searcher.on_trial_complete("a", error=True)
+    trial = runner.study.trials[0]
+    assert trial.state == TrialState.FAIL
+    assert (
+        trial.user_attrs["failure"]
+        == "the Ray worker failed: ray.exceptions.RayActorError: The actor died unexpectedly"
+    )
+    assert trial.user_attrs["result"]["info"]["curve"] == [0.2]
+
+
+def test_several_objectives_keep_the_curve_without_optuna_intermediate_values(storage):
+    runner, searcher = searcher_for(
+        storage,
+        objectives=[
+            {"metric": "val_accuracy", "direction": "maximize"},
+            {"metric": "params", "direction": "minimize"},
+        ],
+    )
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {VALUE: 0.2, STEP: 1, ITERATION: 1})
+    complete = {
+        "status": "complete",
+        "scores": {"val_accuracy": 0.4},
+        "info": {"costs": {"params": 10.0}},
+        "reasons": {},
+        "duration_s": 1.0,
+    }
+    searcher.on_trial_complete("a", {VALUE: 0.4, ITERATION: 1, FINAL: True, PAYLOAD: json.dumps(complete)})
+    trial = runner.study.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.values == [0.4, 10.0]
+    assert trial.intermediate_values == {}
 
 
 def test_an_interrupted_run_leaves_no_trial_running(storage):
