@@ -123,3 +123,10 @@ def test_double_precision_copies_still_quantize():
     quantize_model(model, 4, 8, granularity="per_channel")
     out = model.double()(torch.ones(1, 3, 16, 16, dtype=torch.float64))
     assert out.dtype == torch.float64 and torch.isfinite(out).all()
+
+
+def test_compression_without_an_architecture_is_a_space_error():
+    with pytest.raises(automl.SpaceError, match="architecture dimension"):
+        automl.SearchSpace.from_dict({
+            "task": {"name": "digits"}, "dimensions": [{"name": "quantization"}],
+            "evaluator": {"name": "proxies", "proxies": ["params"]}, "objectives": [{"metric": "params"}]})

@@ -201,6 +201,9 @@ class PruningDimension(Dimension):
             if not (n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
                 raise SpaceError(f"{pattern!r} is not an N:M pattern with 0 < N < M", key=f"patterns[{i}]")
 
+    def validate(self, space: Any) -> None:
+        _weights.require_architecture(space, self.name)
+
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
         method = trial.suggest_categorical("method", self.settings["methods"])
         skip_last = self.settings["skip_last"]

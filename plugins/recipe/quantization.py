@@ -132,6 +132,9 @@ class QuantizationDimension(Dimension):
                             help="choose bit-widths per layer (define-by-run over the model's layers)"),
     }
 
+    def validate(self, space: Any) -> None:
+        _weights.require_architecture(space, self.name)
+
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
         s = self.settings
         weight_bits: int | dict[str, int]
