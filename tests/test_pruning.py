@@ -217,3 +217,28 @@ def test_compressed_models_can_be_copied_and_rebuilt_identically(norm):
     x = candidate.task.batch(4).inputs
     first.eval(), second.eval(), twin.eval()
     assert torch.equal(first(x), second(x)) and torch.equal(first(x), twin(x))
+
+
+def test_el2n_scores_sequence_models_per_example():
+    from automl_plugins.recipe.data import el2n_scores
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(11, 8)
+            self.head = nn.Linear(8, 11)
+
+        def forward(self, x):
+            return self.head(self.embed(x))
+
+    class Candidate:
+        seed = 0
+        loss = nn.CrossEntropyLoss()
+
+        def build_model(self, device=None):
+            torch.manual_seed(0)
+            return Tiny()
+
+    data = automl.Batch(torch.randint(0, 11, (20, 6)), torch.randint(0, 11, (20, 6)))
+    scores = el2n_scores(Candidate(), data, torch.device("cpu"), steps=2, batch_size=8)
+    assert scores.shape == (20,) and torch.all(scores >= 0)
