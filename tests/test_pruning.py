@@ -242,3 +242,19 @@ def test_el2n_scores_sequence_models_per_example():
     data = automl.Batch(torch.randint(0, 11, (20, 6)), torch.randint(0, 11, (20, 6)))
     scores = el2n_scores(Candidate(), data, torch.device("cpu"), steps=2, batch_size=8)
     assert scores.shape == (20,) and torch.all(scores >= 0)
+
+
+def test_unpruned_and_unquantized_choices_share_one_candidate_id():
+    space = _space({"name": "pruning"}, {"name": "quantization"})
+    dense = [space.candidate_from_arch(ARCH, {"pruning.method": method, "pruning.scope": "global",
+                                              "pruning.sparsity": 0.0, "pruning.norm": 2,
+                                              "quantization.weight_bits": 32, "quantization.activation_bits": 32})
+             for method in ("magnitude", "snip", "channel")]
+    assert len({c.id for c in dense}) == 1
+    pruned = space.candidate_from_arch(ARCH, {"pruning.method": "snip", "pruning.scope": "global",
+                                              "pruning.sparsity": 0.5, "quantization.weight_bits": 32,
+                                              "quantization.activation_bits": 32})
+    assert pruned.id != dense[0].id
+    model = dense[0].build_model()
+    assert not any(hasattr(m, "weight_mask") for m in model.modules())
+    assert all(m.automl_weight_bits == 32 for _, m in prunable_layers(model, skip_last=False))

@@ -219,8 +219,13 @@ class PruningDimension(Dimension):
             # Define-by-run: one choice per prunable layer of this candidate's own model.
             sparsity = {name: trial.suggest_categorical(f"sparsity.{name}", self.settings["sparsities"])
                         for name, _ in prunable_layers(candidate.reference_model, skip_last)}
+        norm = trial.suggest_categorical("norm", self.settings["channel_norms"]) if method == "channel" else 1
+        values = sparsity.values() if isinstance(sparsity, dict) else [sparsity]
+        if not any(values):
+            # Nothing pruned: every method gives the same model, so they share one candidate id (and cache entry).
+            candidate.set_canonical(trial.prefix, "dense")
+            return
         if method == "channel":
-            norm = trial.suggest_categorical("norm", self.settings["channel_norms"])
             candidate.add_transform(trial.prefix,
                                     lambda model, _c: prune_channels(model, sparsity, norm, skip_last=skip_last))
             return
