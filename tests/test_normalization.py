@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from automl_plugins.recipe.normalization import NORMS, BatchChannelNorm, PowerNorm, RMSNorm, make_norm
 from torch import nn
 
 import automl
-from automl_plugins.recipe.normalization import NORMS, BatchChannelNorm, PowerNorm, RMSNorm, make_norm
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny networks: on a shared 2-core machine thread contention costs far more than a second thread saves.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _space(**norm):

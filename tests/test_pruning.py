@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-import automl
 from automl_plugins.recipe.data import prototype_scores, select_training_subset
 from automl_plugins.recipe.pruning import (
     nm_mask,
@@ -16,17 +13,13 @@ from automl_plugins.recipe.pruning import (
     prune_unstructured,
     snip_scores,
 )
+from torch import nn
+
+import automl
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny networks: on a shared 2-core machine thread contention costs far more than a second thread saves.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _space(*dims):

@@ -8,18 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-
-import automl
 from automl_plugins.evaluators.training import train_candidate, training_settings
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny networks: on a shared 2-core machine thread contention costs far more than a second thread saves.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+import automl
 
 
 def _space(**evaluator):
