@@ -178,11 +178,16 @@ def test_a_stopped_trial_is_pruned_with_the_step_that_stopped_it(storage):
     searcher.on_trial_result("a", {VALUE: 0.2, STEP: 0, ITERATION: 1})
     # The result that makes the scheduler stop a trial reaches the searcher only at completion.
     searcher.on_trial_complete("a", {VALUE: 0.3, STEP: 1, ITERATION: 2})
+    searcher.suggest("b")
+    searcher.on_trial_result("b", {VALUE: 0.1, STEP: 0, ITERATION: 1})
+    searcher.on_trial_complete("b", {VALUE: 0.1, STEP: 0, ITERATION: 1})  # seen before: counted once
     trial = runner.study.trials[0]
     assert trial.state == TrialState.PRUNED
     assert trial.intermediate_values == {0: 0.2, 1: 0.3}
     assert trial.value == 0.3
     assert trial.user_attrs["result"]["info"]["curve"] == [0.2, 0.3]
+    other = runner.study.trials[1]
+    assert other.state == TrialState.PRUNED and other.user_attrs["result"]["info"]["curve"] == [0.1]
 
 
 def test_outcomes_reported_by_the_worker(storage):

@@ -53,7 +53,7 @@ class _OpenTrial:
     candidate: Candidate
     started: float
     curve: list[float] = field(default_factory=list)
-    reported_steps: set[int] = field(default_factory=set)
+    seen_steps: set[int] = field(default_factory=set)
     last_step: int | None = None
 
 
@@ -149,12 +149,14 @@ class StudySearcher(Searcher):
         if value is None or step is None:
             return
         step = int(step)
+        if step in current.seen_steps:  # the stopping result may arrive both as a result and at completion
+            return
+        current.seen_steps.add(step)
         current.last_step = step
         current.curve.append(float(value))
         # Optuna keeps intermediate values for single-objective studies only.
-        if self._single and step not in current.reported_steps and not math.isnan(float(value)):
+        if self._single and not math.isnan(float(value)):
             current.trial.report(float(value), step)
-            current.reported_steps.add(step)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
