@@ -64,7 +64,7 @@ def asha_study(ray_cluster, tmp_path_factory):
 
 
 def test_every_ray_trial_is_in_the_study_with_its_state(asha_study):
-    trials = asha_study.study.get_trials()
+    trials = [t for t in asha_study.study.get_trials() if "stage" not in t.user_attrs]  # the search's own
     assert [t.number for t in trials] == list(range(6))
     states = [t.state for t in trials]
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, [
@@ -110,9 +110,21 @@ def test_a_ray_trial_records_what_a_local_trial_records(asha_study, storage):
     assert complete.intermediate_values == pytest.approx(twin.intermediate_values, abs=1e-6)
 
 
-def test_a_rerun_reads_completed_candidates_from_the_score_cache(asha_study):
+def test_a_cached_candidate_is_recorded_without_going_to_ray(asha_study):
+    from automl_plugins.ray_tune.searcher import PlannedTrial, StudySearcher
+
     complete = [t for t in asha_study.study.get_trials() if t.state == TrialState.COMPLETE]
     assert asha_study.cache is not None and len(asha_study.cache) == len(complete)
+    searcher = StudySearcher(
+        asha_study,
+        n_trials=1,
+        evaluator=asha_study.space.evaluator,
+        planned=[PlannedTrial(dict(complete[0].params), {"stage": "again"})],
+    )
+    assert searcher.suggest("x") == "FINISHED"
+    again = asha_study.study.get_trials()[-1]
+    assert again.state == TrialState.COMPLETE and again.user_attrs["result"]["cached"] is True
+    assert again.value == complete[0].value and again.user_attrs["stage"] == "again"
 
 
 def test_a_failing_trial_is_failed_with_its_reason(ray_cluster, storage):
