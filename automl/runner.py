@@ -151,7 +151,7 @@ class StudyRunner:
                       "info": {k: v for k, v in result.info.items() if k != "costs"}, "reasons": result.reasons,
                       "duration_s": round(time.perf_counter() - start, 6), "cached": cached}
             trial.set_user_attr("result", record)
-            return self._objective_values(result)
+            return self.objective_values(result)
         except optuna.TrialPruned as pruned:
             trial.set_user_attr("result", {"scores": {}, "costs": {}, "info": {"curve": context.curve},
                                            "reasons": {}, "duration_s": round(time.perf_counter() - start, 6),
@@ -194,7 +194,8 @@ class StudyRunner:
             self._data_fingerprint = self.space.task.fingerprint()
         return self._data_fingerprint
 
-    def _objective_values(self, result: EvalResult) -> list[float]:
+    def objective_values(self, result: EvalResult) -> list[float]:
+        """The objective values of ``result`` in the space's order; ``TrialFailed`` for a missing or NaN one."""
         values = []
         costs = result.info.get("costs", {})
         for metric in self.space.metrics:

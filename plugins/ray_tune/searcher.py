@@ -265,7 +265,7 @@ class StudySearcher(Searcher):
         if ray:
             trial.set_user_attr("ray", dict(ray))
         try:
-            values = self.runner._objective_values(result)
+            values = self.runner.objective_values(result)
         except TrialFailed as err:
             self._fail(trial, current.candidate, str(err), current.started, keep_result=True)
             return
