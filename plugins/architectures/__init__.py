@@ -1,6 +1,7 @@
 """Built-in architecture spaces."""
 
 from automl import hookimpl
+from automl_plugins.architectures.flexibert import FlexiBERTDimension
 from automl_plugins.architectures.nb201 import NB201Dimension
 from automl_plugins.architectures.nlp_rnn import RecurrentDimension
 
@@ -9,3 +10,4 @@ from automl_plugins.architectures.nlp_rnn import RecurrentDimension
 def register_dimensions(register):
     register(NB201Dimension)
     register(RecurrentDimension)
+    register(FlexiBERTDimension)
