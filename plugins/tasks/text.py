@@ -4,9 +4,9 @@
 reference's topics: about 465,000 characters of English prose with code examples. The topics are joined
 in sorted-key order and tokenised deterministically:
 
-- ``tokens = "word"``: lower-cased words, numbers and single punctuation marks; the ``vocab_size - 1``
-  most frequent tokens (ties broken alphabetically) plus ``<unk>`` at id 0 (about 120,000 tokens,
-  3,300 distinct; 2,000 words cover 98.5% of the text);
+- ``tokens = "word"``: lower-cased words (identifiers such as ``__init__`` whole), numbers and single punctuation marks (layout rules such as
+  ``*****`` removed); the ``vocab_size - 1`` most frequent tokens (ties broken alphabetically) plus
+  ``<unk>`` at id 0 (about 97,000 tokens, 3,600 distinct; the 1,999 most frequent cover 97.7%);
 - ``tokens = "char"``: characters; the ``vocab_size - 1`` most frequent plus ``<unk>``.
 
 The token stream is split in order: the first 80% for training, the next 10% validation, the last 10% test.
@@ -41,7 +41,8 @@ from automl import Batch, Option, SpaceError, Task
 UNK = "<unk>"
 MASK = "<mask>"
 SPLITS = ("train", "val", "test")
-_WORD = re.compile(r"[a-z]+|[0-9]+|[^\sa-z0-9]")
+_WORD = re.compile(r"[a-z_][a-z0-9_]*|[0-9]+|[^\sa-z0-9_]")
+_RULE = re.compile(r"([^\w\s])\1{2,}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,7 +54,12 @@ def corpus_text() -> str:
 
 
 def tokenize(text: str, tokens: str) -> list[str]:
-    """Words, numbers and punctuation marks (``"word"``) or characters (``"char"``)."""
+    """Words, numbers and punctuation marks (``"word"``) or characters (``"char"``).
+
+    Runs of three or more equal punctuation marks (heading underlines, table borders) are dropped first:
+    they are layout, not language.
+    """
+    text = _RULE.sub(" ", text)
     return _WORD.findall(text.lower()) if tokens == "word" else list(text)
 
 
