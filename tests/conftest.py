@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+import optuna
+
 from automl.registry import reset_registry
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @pytest.fixture(autouse=True)
