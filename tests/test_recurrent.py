@@ -153,3 +153,10 @@ def test_a_search_over_recurrent_cells_runs_and_records_costs():
     assert all(t.user_attrs["result"]["costs"]["flops"] > 0 for t in done)
     assert isinstance(space.candidate_from_arch(done[0].user_attrs["candidate"]["arch"]).architecture.cell,
                       RecurrentCell)
+
+
+def test_draw_lists_inputs_then_every_node():
+    drawing = parse_cell(LSTM).draw().splitlines()
+    assert [line.split()[0] for line in drawing[:3]] == ["x", "h_prev_0", "h_prev_1"]
+    assert drawing[-1].split() == ["h_new_0", "←", "elementwise_prod(o,", "c)"]
+    assert len(drawing) == 3 + LSTM.count(";") + 1

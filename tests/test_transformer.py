@@ -178,3 +178,37 @@ def test_table_lookup_of_flexibert_candidates():
     # Most random encoders are not among the 250 measured: their trials fail with the reason, the search goes on.
     study = StudyRunner(space, storage=":memory:").run()
     assert len(study.trials) == 2
+
+
+def test_draw_shows_one_line_per_layer():
+    arch = FlexiBERTDimension.configure({}).parse("h256|SA.WMA-h4-ff1024x3|DSC.9-h2-ff512x1")
+    lines = arch.draw().splitlines()
+    assert lines[0] == "embedding → hidden 256"
+    assert lines[1].startswith("layer 0: SA WMA") and "4 heads" in lines[1] and "3 × 1024" in lines[1]
+    assert lines[2].startswith("layer 1: DSC 9") and "1 × 512" in lines[2]
+
+
+def _expected_params(spec, vocab, positions):
+    """Parameters implied by the layer definitions (post-norm LayerNorms, masked-LM head)."""
+    h = spec.hidden
+    total = vocab * h + positions * h + 2 * h + h * vocab + vocab
+    for layer in spec.layers:
+        d = h // layer.heads
+        if layer.operation == "SA":
+            total += 3 * h * h + 3 * h + h * h + h + (layer.heads * d * d if layer.parameter == "WMA" else 0)
+        elif layer.operation == "LT":
+            total += h * h + h
+        else:
+            total += h * int(layer.parameter) + h + h * d + h + h * h + h
+        ff = layer.ff_dim
+        total += h * ff + ff + (layer.ff_count - 1) * (ff * ff + ff) + ff * h + h
+        total += 2 * 2 * h
+    return total
+
+
+def test_parameter_counts_follow_the_layer_definitions(mlm):
+    dim = FlexiBERTDimension.configure({"max_positions": 64})
+    for record in _records()[:6]:
+        spec = from_record(record)
+        model = dim.parse(spec.to_string()).build(mlm)
+        assert sum(p.numel() for p in model.parameters()) == _expected_params(spec, mlm.vocab_size, 64)
