@@ -11,6 +11,15 @@ from automl.dimensions import ScopedTrial
 from automl_plugins.architectures.nlp_rnn import RecurrentCell, RecurrentDimension, parse_cell
 from automl_plugins.tasks.text import LanguageModellingTask, WordOrderTask
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run faster on one thread than split across the test machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 LSTM = ("i_linear=linear(x,h_prev_0);i=activation_sigm(i_linear);f_linear=linear(x,h_prev_0);"
         "f=activation_sigm(f_linear);o_linear=linear(x,h_prev_0);o=activation_sigm(o_linear);"
         "g_linear=linear(x,h_prev_0);g=activation_tanh(g_linear);fc=elementwise_prod(f,h_prev_1);"

@@ -8,9 +8,19 @@ from importlib import resources
 
 import optuna
 import pytest
+import torch
 
 from automl import SearchSpace, SpaceError, StudyRunner, TrialFailed, evaluate
 from automl_plugins.evaluators.tables import load_benchmark
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run faster on one thread than split across the test machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _nb201_rows() -> dict[str, tuple[float, float]]:

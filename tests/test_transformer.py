@@ -18,6 +18,15 @@ from automl_plugins.architectures.flexibert.model import LinearTransform, SelfAt
 from automl_plugins.tasks.text import MaskedLanguageModellingTask, WordOrderTask
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run faster on one thread than split across the test machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def mlm():
     return MaskedLanguageModellingTask.configure({"seq_len": 12, "vocab_size": 64, "batch_size": 2})
