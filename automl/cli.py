@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from automl.commands import Command
 from automl.errors import AutomlError
