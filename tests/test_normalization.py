@@ -12,6 +12,8 @@ from automl_plugins.recipe.normalization import NORMS, BatchChannelNorm, PowerNo
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 
 
+
+
 def _space(**norm):
     return automl.SearchSpace.from_dict({
         "study": {"name": "n", "n_trials": 2, "sampler": "random"},
