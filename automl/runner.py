@@ -56,6 +56,7 @@ class StudyRunner:
         self.study_name = study_name or space.study.name
         self.study = self._open_study()
         self.last_candidate: Candidate | None = None
+        self._progress: _Progress | None = None
         self._data_fingerprint: str | None = None
 
     def _open_study(self) -> optuna.Study:
@@ -89,7 +90,7 @@ class StudyRunner:
         budget = self.remaining() if n_trials is None else n_trials
         if budget <= 0:
             return self.study
-        progress = _Progress(self, budget) if show_progress else None
+        progress = self._progress = _Progress(self, budget) if show_progress else None
         try:
             if self.space.strategy is not None:
                 self.space.strategy.run(self, budget)
@@ -97,13 +98,12 @@ class StudyRunner:
                 callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [self._after_trial]
                 if n_trials is None:
                     callbacks.append(optuna.study.MaxTrialsCallback(self.space.study.n_trials, states=FINISHED))
-                if progress:
-                    callbacks.append(progress)
                 self.study.optimize(self.objective, n_trials=budget, timeout=timeout, catch=(Exception,),
                                     callbacks=callbacks)
         finally:
             if progress:
                 progress.close()
+            self._progress = None
         return self.study
 
     def run_trial(self, params: Mapping[str, Any] | None = None, *, evaluator: Evaluator | None = None,
@@ -209,9 +209,19 @@ class StudyRunner:
             values.append(float(value))
         return values
 
-    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        get_registry().hook.trial_finished(study=study, trial=trial, candidate=self.last_candidate)
+    def trial_finished(self, trial: FrozenTrial, candidate: Candidate | None = None) -> None:
+        """Tell the observers (the ``trial_finished`` hook, the progress bar) that ``trial`` ended.
+
+        Runners that record trials themselves (strategies, the Ray Tune searcher) call it after each tell.
+        """
+        candidate = candidate if candidate is not None else self.last_candidate
+        get_registry().hook.trial_finished(study=self.study, trial=trial, candidate=candidate)
         self.last_candidate = None
+        if self._progress is not None:
+            self._progress(self.study, trial)
+
+    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.trial_finished(trial)
 
 
 def _jsonable(values: Mapping[str, float]) -> dict[str, float | None]:

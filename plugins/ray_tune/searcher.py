@@ -29,7 +29,6 @@ from automl.cache import cache_key
 from automl.candidate import Candidate
 from automl.errors import TrialFailed
 from automl.evaluators import EvalResult, Evaluator
-from automl.registry import get_registry
 from automl_plugins.ray_tune.records import candidate_attr, failure_reason, result_record
 from automl_plugins.ray_tune.worker import ATTRS, FINAL, PAYLOAD, STEP, VALUE
 
@@ -331,7 +330,7 @@ class StudySearcher(Searcher):
     ) -> None:
         frozen = self.study.tell(trial, values, state=state, skip_if_finished=True)
         self.finished.append(frozen)
-        get_registry().hook.trial_finished(study=self.study, trial=frozen, candidate=candidate)
+        self.runner.trial_finished(frozen, candidate)
 
 
 def _ray_error(ray_trial: "Trial | None") -> str:
