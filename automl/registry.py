@@ -25,6 +25,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "automl_plugins.architectures",
     "automl_plugins.proxies",
     "automl_plugins.evaluators",
+    "automl_tui.plugin",
 )
 
 ENTRY_POINT_GROUP = "automl"
