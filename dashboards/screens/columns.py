@@ -16,14 +16,14 @@ class ColumnsScreen(ModalScreen[list[str] | None]):
 
     def __init__(self, columns: list[str], visible: list[str]) -> None:
         super().__init__()
-        self.columns = columns
-        self.visible = visible
+        self.all_columns = columns
+        self.shown_columns = visible
 
     def compose(self) -> ComposeResult:
         with Vertical(id="columns-box"):
             yield Label("Columns (space toggles, escape closes)")
-            yield SelectionList[str](*[(c, c, c in self.visible) for c in self.columns], id="columns")
+            yield SelectionList[str](*[(c, c, c in self.shown_columns) for c in self.all_columns], id="columns")
 
     def action_done(self) -> None:
         chosen = set(self.query_one(SelectionList).selected)
-        self.dismiss([c for c in self.columns if c in chosen])
+        self.dismiss([c for c in self.all_columns if c in chosen])

@@ -70,9 +70,9 @@ class NewSearchScreen(Screen):
                 yield Input(self.app.storage, id="storage")
             with Horizontal(classes="field"):
                 yield Label("trials", classes="field-label")
-                yield Input("10", id="trials", type="integer")
+                yield Input("10", id="search-budget", type="integer")
                 yield Label("seed", classes="field-label-short")
-                yield Input("", placeholder="file's", id="seed", type="integer")
+                yield Input("", placeholder="file's", id="search-seed", type="integer")
             with Horizontal(id="search-buttons"):
                 yield Button("Start / resume", id="start", variant="primary")
                 yield Button("Stop", id="stop", variant="error", disabled=True)
@@ -96,8 +96,8 @@ class NewSearchScreen(Screen):
         path = self.query_one("#space-path", Input).value.strip()
         selected = self.query_one("#space-select", Select).value
         space_file = path or (selected if isinstance(selected, str) else "")
-        trials_text = self.query_one("#trials", Input).value.strip()
-        seed_text = self.query_one("#seed", Input).value.strip()
+        trials_text = self.query_one("#search-budget", Input).value.strip()
+        seed_text = self.query_one("#search-seed", Input).value.strip()
         return SearchRequest(space_file=space_file, storage=self.query_one("#storage", Input).value.strip(),
                              trials=int(trials_text) if trials_text.lstrip("-").isdigit() else 0,
                              seed=int(seed_text) if seed_text.lstrip("-").isdigit() else None)

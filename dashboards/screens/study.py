@@ -79,7 +79,7 @@ class StudyScreen(Screen):
         self.study_name = study_name
         self.storage = storage
         self.trials: StudyTrials | None = None
-        self.visible: list[str] = []
+        self.shown_columns: list[str] = []
         self.sort_column: str | None = None
         self.sort_reverse = False
         self.refreshes = 0
@@ -140,9 +140,9 @@ class StudyScreen(Screen):
             if message.error or message.change is None:
                 self.query_one("#study-summary", Static).update(f"[b red]error:[/] {message.error}")
                 return
-            first = not self.visible
+            first = not self.shown_columns
             if first:
-                self.visible = self._default_columns()
+                self.shown_columns = self._default_columns()
                 self._rebuild_table()
             elif message.change.added or message.change.changed:
                 self._apply(message.change)
@@ -158,8 +158,10 @@ class StudyScreen(Screen):
     # -- the table ---------------------------------------------------------------------------------
     def _default_columns(self) -> list[str]:
         assert self.trials is not None
-        return [c for c in self.trials.columns()
-                if c not in HIDDEN_BY_DEFAULT and not c.startswith(HIDDEN_PREFIXES)]
+        columns = [c for c in self.trials.columns()
+                   if c not in HIDDEN_BY_DEFAULT and not c.startswith(HIDDEN_PREFIXES)]
+        # Long text last so the numbers fit an 80-column window.
+        return sorted(columns, key=lambda c: c in ("failure", "arch"))
 
     def _shown(self, number: int) -> bool:
         assert self.trials is not None
@@ -168,14 +170,15 @@ class StudyScreen(Screen):
     def _cells(self, number: int) -> list[Any]:
         assert self.trials is not None
         record = self.trials.records[number]
-        return [number] + [format_value(record.get(c)) for c in self.visible if c != "number"]
+        return [number] + [format_value(record.get(c)) for c in self.shown_columns if c != "number"]
 
     def _rebuild_table(self) -> None:
         assert self.trials is not None
         table = self.query_one("#trials", DataTable)
-        table.clear(columns=True)
+        if table.columns:
+            table.clear(columns=True)
         table.add_column("#", key="number")
-        for column in self.visible:
+        for column in self.shown_columns:
             if column != "number":
                 table.add_column(_label(column), key=column)
         numbers = [n for n in range(len(self.trials.records)) if self._shown(n)]
@@ -194,7 +197,7 @@ class StudyScreen(Screen):
             if key in present and not shown:
                 table.remove_row(key)
             elif key in present:
-                for column, value in zip(["number"] + [c for c in self.visible if c != "number"],
+                for column, value in zip(["number"] + [c for c in self.shown_columns if c != "number"],
                                          self._cells(number)):
                     table.update_cell(key, column, value)
             elif shown:
@@ -251,7 +254,7 @@ class StudyScreen(Screen):
         self.state_filter = STATE_FILTERS[(STATE_FILTERS.index(self.state_filter) + 1) % len(STATE_FILTERS)]
 
     def watch_state_filter(self) -> None:
-        if self.trials is not None and self.visible:
+        if self.trials is not None and self.shown_columns:
             self._rebuild_table()
 
     def action_columns(self) -> None:
@@ -261,10 +264,10 @@ class StudyScreen(Screen):
 
         def chosen(columns: list[str] | None) -> None:
             if columns:
-                self.visible = columns
+                self.shown_columns = columns
                 self._rebuild_table()
 
-        self.app.push_screen(ColumnsScreen(self.trials.columns(), self.visible), chosen)
+        self.app.push_screen(ColumnsScreen(self.trials.columns(), self.shown_columns), chosen)
 
     @on(DataTable.RowSelected, "#trials")
     def _open_trial(self, event: DataTable.RowSelected) -> None:
