@@ -212,8 +212,12 @@ class StudyScreen(Screen):
         if self.sort_column is None or self.trials is None:
             return
         records, column = self.trials.records, self.sort_column
+        # Rank the present values in the chosen direction; missing ones (failed trials) always go last.
+        present = [n for n in range(len(records)) if _sort_key(records[n].get(column))[0] < 2]
+        ranked = sorted(present, key=lambda n: _sort_key(records[n].get(column)), reverse=self.sort_reverse)
+        rank = {number: i for i, number in enumerate(ranked)}
         self.query_one("#trials", DataTable).sort(
-            "number", key=lambda number: _sort_key(records[number].get(column)), reverse=self.sort_reverse)
+            "number", key=lambda number: (number not in rank, rank.get(number, number)))
 
     def table_rows(self) -> int:
         return self.query_one("#trials", DataTable).row_count
