@@ -7,7 +7,6 @@ The plot functions return NamedTuples the screens draw.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -58,7 +57,7 @@ def study_summaries(storage: str | optuna.storages.BaseStorage | None) -> list[S
             name=summary.study_name, space=str(described.get("source", "-")),
             evaluator=str(described.get("evaluator", "-")), complete=counts["COMPLETE"],
             running=counts["RUNNING"], failed=counts["FAIL"], pruned=counts["PRUNED"],
-            best=best_text(study), last_activity=last.strftime("%Y-%m-%d %H:%M") if last else "-"))
+            best=best_text(study), last_activity=last.strftime("%y-%m-%d %H:%M") if last else "-"))
     return rows
 
 
@@ -339,6 +338,3 @@ def trial_sections(record: dict[str, Any]) -> list[tuple[str, list[tuple[str, st
             groups["trial"].append((key, format_value(value)))
     return [(title, rows) for title, rows in groups.items() if rows]
 
-
-def age_text(when: dt.datetime | None) -> str:
-    return when.strftime("%Y-%m-%d %H:%M") if when else "-"

@@ -35,9 +35,9 @@ class TrialScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="trial-body"):
-            yield Static(self._values(), id="trial-values")
-            yield Static("[b]architecture[/]", classes="section-title")
+            yield Static("[reverse] architecture [/]")
             yield Static("drawing...", id="trial-arch")
+            yield Static(self._values(), id="trial-values", classes="section")
         yield Footer()
 
     def on_mount(self) -> None:
