@@ -79,6 +79,7 @@ class StudyScreen(Screen):
         self.study_name = study_name
         self.storage = storage
         self.trials: StudyTrials | None = None
+        self.proxy_names: list[str] = []
         self.shown_columns: list[str] = []
         self.sort_column: str | None = None
         self.sort_reverse = False
@@ -128,6 +129,10 @@ class StudyScreen(Screen):
     def _read(self) -> None:
         try:
             if self.trials is None:
+                from automl.registry import get_registry
+
+                # Loading the plugins imports torch: do it here, never on the UI thread.
+                self.proxy_names = get_registry().names("proxies")
                 self.trials = StudyTrials(self.study_name, self.storage)
             change = self.trials.refresh()
         except Exception as err:  # noqa: BLE001 - shown on the screen; the next refresh tries again
@@ -314,9 +319,7 @@ class StudyScreen(Screen):
 
     def _draw_correlations(self) -> None:
         assert self.trials is not None
-        from automl.registry import get_registry
-
-        proxies, truths = split_scores(self.trials.records[-200:], get_registry().names("proxies"))
+        proxies, truths = split_scores(self.trials.records[-200:], self.proxy_names)
         table = self.query_one("#correlations", DataTable)
         status = self.query_one("#proxies-status", Static)
         table.clear()
