@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import datetime as dt
 import subprocess
 import sys
@@ -21,18 +22,9 @@ STUDY = "t"
 FIXED_START = dt.datetime(2026, 1, 2, 3, 4, 5)
 
 
-def _tiny_space(nb201_space_dict: dict) -> dict:
-    data = copy.deepcopy(nb201_space_dict)
-    data["objectives"] = [{"metric": "synflow", "direction": "maximize"},
-                          {"metric": "params", "direction": "minimize"}]
-    return data
-
-
-@pytest.fixture(scope="module")
-def real_trials(tmp_path_factory):
-    """Six trials of a real two-objective search on tiny NB201 cells (run once per module)."""
-    from automl.registry import reset_registry
-
+@functools.lru_cache(maxsize=1)
+def _real_study(cache_dir: str) -> optuna.Study:
+    """Six trials of a real two-objective search on tiny NB201 cells (run once per test session)."""
     space_dict = {
         "study": {"name": STUDY, "n_trials": 6, "seed": 0, "sampler": "random"},
         "task": {"name": "digits", "batch_size": 16, "image_size": 16},
@@ -42,10 +34,14 @@ def real_trials(tmp_path_factory):
                        {"metric": "params", "direction": "minimize"}],
     }
     runner = StudyRunner(SearchSpace.from_dict(space_dict, source="tiny.toml"), storage=":memory:",
-                         cache=str(tmp_path_factory.mktemp("cache") / "cache.db"))
+                         cache=str(Path(cache_dir) / "cache.db"))
     runner.run(6)
-    reset_registry()
     return runner.study
+
+
+@pytest.fixture
+def real_trials(tmp_path_factory):
+    return _real_study(str(tmp_path_factory.getbasetemp()))
 
 
 def _fixed(trial: optuna.trial.FrozenTrial, i: int, state: TrialState | None = None) -> optuna.trial.FrozenTrial:
@@ -158,8 +154,7 @@ async def test_study_screen_charts_importances_and_proxies(seeded):
         screen = await _open_study(app, pilot, seeded)
         assert "5 complete" in str(screen.query_one("#study-summary", Static).render())
         await pilot.press("i")
-        await screen.workers.wait_for_complete()
-        await pilot.pause()
+        await screen.importances_shown.wait()
         assert screen.query_one(TabbedContent).active == "tab-importance"
         assert "over 5 completed trials" in str(screen.query_one("#importance-status", Static).render())
         # Only proxies here (no benchmark or training truth): the tab says what is missing.
@@ -248,7 +243,12 @@ async def test_new_search_starts_shows_stops_and_resumes_a_real_search(tmp_path,
         await screen.validated.wait()
         assert screen.error == "" and screen.search.running
         table = screen.query_one("#search-trials", DataTable)
-        await _until(screen, "progressed", lambda: table.row_count >= 2)
+
+        def completed() -> int:
+            return 0 if screen.watched is None else screen.watched.counts()["COMPLETE"]
+
+        await _until(screen, "progressed", lambda: completed() >= 1)
+        assert table.row_count >= 1 and "COMPLETE" in [table.get_row_at(i)[1] for i in range(table.row_count)]
         await pilot.press("ctrl+x")
         await _until(screen, "progressed", lambda: not screen.search.running and
                      "stopped" in str(screen.query_one("#search-status", Static).render()))
@@ -258,8 +258,7 @@ async def test_new_search_starts_shows_stops_and_resumes_a_real_search(tmp_path,
 
         await pilot.press("ctrl+s")  # resume: the same study continues
         await screen.validated.wait()
-        await _until(screen, "progressed", lambda: screen.watched is not None and len(
-            [t for t in screen.watched.trials if t.state == TrialState.COMPLETE]) > finished)
+        await _until(screen, "progressed", lambda: completed() > finished)
         await pilot.press("ctrl+x")
         await _until(screen, "progressed", lambda: not screen.search.running)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_tui import STUDY, real_trials, seeded  # noqa: F401 - fixtures shared with the pilot tests
+from test_tui import STUDY, real_trials, seeded  # noqa: F401 - fixtures shared with the pilot tests
 
 SIZE = (80, 24)
 
@@ -75,5 +75,12 @@ def test_trial_screen(snap_compare, seeded):
     assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=trial)
 
 
-def test_help_screen(snap_compare, storage):
-    assert snap_compare(_app(storage), terminal_size=SIZE, press=["question_mark"])
+def test_help_screen(snap_compare, seeded):
+    async def help_over_studies(pilot):
+        # The studies behind the help screen load in a worker: wait for them so the backdrop is fixed.
+        while pilot.app.screen.loads == 0:
+            await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=help_over_studies)

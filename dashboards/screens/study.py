@@ -86,6 +86,7 @@ class StudyScreen(Screen):
         self.refreshes = 0
         self.loaded = asyncio.Event()
         self.updated = asyncio.Event()
+        self.importances_shown = asyncio.Event()
         self._reading = False
 
     # -- layout ------------------------------------------------------------------------------------
@@ -349,6 +350,7 @@ class StudyScreen(Screen):
     def on_study_screen_importances_computed(self, message: ImportancesComputed) -> None:
         found = message.importances
         status = self.query_one("#importance-status", Static)
+        self.importances_shown.set()
         if not found.names:
             status.update(f"no importances: {found.note}")
             return
