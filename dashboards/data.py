@@ -282,6 +282,18 @@ def split_scores(records: Iterable[dict[str, Any]], proxy_names: Iterable[str] =
     return proxy_cols, truth_cols
 
 
+def space_proxies(study: optuna.Study) -> list[str]:
+    """The proxy names the study's search space lists (``[evaluator] proxies``), read without loading plugins."""
+    raw = study.user_attrs.get("automl.raw") or {}
+    evaluator = raw.get("evaluator") or {}
+    found = []
+    for item in evaluator.get("proxies") or []:
+        name = item.get("name") if isinstance(item, dict) else item
+        if isinstance(name, str):
+            found.append(name)
+    return found
+
+
 def proxy_correlations(records: Sequence[dict[str, Any]], proxies: Sequence[str],
                        truth: str) -> list[Correlation]:
     """Spearman and Kendall correlation of each proxy score with score ``truth`` over finished records."""

@@ -180,7 +180,7 @@ async def test_study_screen_shows_new_trials_on_refresh(seeded, real_trials):
         screen.refresh_trials()
         await screen.updated.wait()
         assert screen.trials.records[7]["state"] == "COMPLETE"
-        assert screen.query_one("#trials").get_row("7")[1] == "COMPLETE"
+        assert str(screen.query_one("#trials").get_row("7")[1]) == "COMPLETE"
 
 
 def _write_space(path: Path, trials: int, evaluator: str = "proxies") -> Path:

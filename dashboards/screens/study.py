@@ -6,6 +6,7 @@ import asyncio
 import math
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,9 +26,13 @@ from automl_tui.data import (
     pareto_points,
     param_importances,
     proxy_correlations,
+    space_proxies,
     split_scores,
 )
 
+# The table holds one page of the (filtered, sorted) trials: adding a row costs a cell measurement per
+# column, so 10,000 rows would take seconds to show and to refresh.
+PAGE_SIZE = 200
 STATE_FILTERS = ("all", "COMPLETE", "RUNNING", "FAIL", "PRUNED")
 # Columns hidden by default: identifiers and timings (they vary between runs of the same search).
 HIDDEN_BY_DEFAULT = ("candidate_id", "started", "duration_s", "cached")
@@ -57,6 +62,8 @@ class StudyScreen(Screen):
         Binding("c", "columns", "Columns"),
         Binding("i", "importances", "Importance"),
         Binding("r", "reload", "Refresh"),
+        Binding("left_square_bracket", "page(-1)", "Prev page", show=False, key_display="["),
+        Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]"),
     ]
 
     state_filter: reactive[str] = reactive("all", init=False)
@@ -83,6 +90,8 @@ class StudyScreen(Screen):
         self.shown_columns: list[str] = []
         self.sort_column: str | None = None
         self.sort_reverse = False
+        self.view: list[int] = []
+        self.page = 0
         self.refreshes = 0
         self.loaded = asyncio.Event()
         self.updated = asyncio.Event()
@@ -130,11 +139,8 @@ class StudyScreen(Screen):
     def _read(self) -> None:
         try:
             if self.trials is None:
-                from automl.registry import get_registry
-
-                # Loading the plugins imports torch: do it here, never on the UI thread.
-                self.proxy_names = get_registry().names("proxies")
                 self.trials = StudyTrials(self.study_name, self.storage)
+                self.proxy_names = space_proxies(self.trials.study)
             change = self.trials.refresh()
         except Exception as err:  # noqa: BLE001 - shown on the screen; the next refresh tries again
             self.post_message(self.TrialsRead(None, f"{type(err).__name__}: {err}"))
@@ -176,9 +182,26 @@ class StudyScreen(Screen):
     def _cells(self, number: int) -> list[Any]:
         assert self.trials is not None
         record = self.trials.records[number]
-        return [number] + [format_value(record.get(c)) for c in self.shown_columns if c != "number"]
+        # Text cells skip markup parsing, the costliest part of adding a row.
+        return [number] + [Text(format_value(record.get(c))) for c in self.shown_columns if c != "number"]
+
+    def _ordered(self) -> list[int]:
+        """Trial numbers that pass the filter, in the chosen order (missing values always last)."""
+        assert self.trials is not None
+        records = self.trials.records
+        numbers = [n for n in range(len(records)) if self._shown(n)]
+        if self.sort_column is None:
+            return numbers
+        column = self.sort_column
+        present = [n for n in numbers if _sort_key(records[n].get(column))[0] < 2]
+        missing = [n for n in numbers if _sort_key(records[n].get(column))[0] == 2]
+        return sorted(present, key=lambda n: _sort_key(records[n].get(column)), reverse=self.sort_reverse) + missing
+
+    def _page_numbers(self) -> list[int]:
+        return self.view[self.page * PAGE_SIZE:(self.page + 1) * PAGE_SIZE]
 
     def _rebuild_table(self) -> None:
+        """New columns: rebuild the whole table (columns and the current page)."""
         assert self.trials is not None
         table = self.query_one("#trials", DataTable)
         if table.columns:
@@ -187,45 +210,44 @@ class StudyScreen(Screen):
         for column in self.shown_columns:
             if column != "number":
                 table.add_column(_label(column), key=column)
-        numbers = [n for n in range(len(self.trials.records)) if self._shown(n)]
-        for number in numbers:
+        self._reorder()
+
+    def _reorder(self) -> None:
+        """New order or filter: recompute the view and show its current page."""
+        self.view = self._ordered()
+        self.page = min(self.page, max(0, (len(self.view) - 1) // PAGE_SIZE))
+        self._show_page()
+
+    def _show_page(self) -> None:
+        table = self.query_one("#trials", DataTable)
+        # clear() homes the cursor; keep its column so pressing s again reverses the same sort.
+        column = table.cursor_column
+        table.clear()
+        for number in self._page_numbers():
             table.add_row(*self._cells(number), key=str(number))
-        self._sort_table()
+        table.move_cursor(column=min(column, max(0, len(table.columns) - 1)))
         self._update_table_status()
 
     def _apply(self, change: Refresh) -> None:
+        """New or changed trials: touch only the rows of the page on screen that changed."""
         assert self.trials is not None
+        before = self._page_numbers()
+        self.view = self._ordered()
+        after = self._page_numbers()
         table = self.query_one("#trials", DataTable)
-        present = {row_key.value: row_key for row_key in table.rows}
-        for number in change.changed:
-            key = str(number)
-            shown = self._shown(number)
-            if key in present and not shown:
-                table.remove_row(key)
-            elif key in present:
-                for column, value in zip(["number"] + [c for c in self.shown_columns if c != "number"],
-                                         self._cells(number)):
-                    table.update_cell(key, column, value)
-            elif shown:
-                table.add_row(*self._cells(number), key=key)
-        for number in change.added:
-            if self._shown(number):
+        if after[:len(before)] == before:
+            columns = ["number"] + [c for c in self.shown_columns if c != "number"]
+            for number in set(change.changed) & set(before):
+                for column, value in zip(columns, self._cells(number)):
+                    table.update_cell(str(number), column, value)
+            for number in after[len(before):]:
                 table.add_row(*self._cells(number), key=str(number))
-        self._sort_table()
-        self._update_table_status()
-
-    def _sort_table(self) -> None:
-        if self.sort_column is None or self.trials is None:
-            return
-        records, column = self.trials.records, self.sort_column
-        # Rank the present values in the chosen direction; missing ones (failed trials) always go last.
-        present = [n for n in range(len(records)) if _sort_key(records[n].get(column))[0] < 2]
-        ranked = sorted(present, key=lambda n: _sort_key(records[n].get(column)), reverse=self.sort_reverse)
-        rank = {number: i for i, number in enumerate(ranked)}
-        self.query_one("#trials", DataTable).sort(
-            "number", key=lambda number: (number not in rank, rank.get(number, number)))
+            self._update_table_status()
+        else:
+            self._show_page()
 
     def table_rows(self) -> int:
+        """Rows in the table: the page on screen."""
         return self.query_one("#trials", DataTable).row_count
 
     def row_numbers(self) -> list[int]:
@@ -236,8 +258,11 @@ class StudyScreen(Screen):
     def _update_table_status(self) -> None:
         sort = f"sorted by {_label(self.sort_column)}{' (desc)' if self.sort_reverse else ''}" \
             if self.sort_column else "in trial order"
-        self.query_one("#table-status", Static).update(
-            f"{self.table_rows()} trials shown · state: {self.state_filter} · {sort}")
+        shown = len(self.view)
+        first = self.page * PAGE_SIZE
+        rows = f"{shown} trials" if shown <= PAGE_SIZE else \
+            f"trials {first + 1}-{min(first + PAGE_SIZE, shown)} of {shown} ([ ] pages)"
+        self.query_one("#table-status", Static).update(f"{rows} · state: {self.state_filter} · {sort}")
 
     def _update_summary(self) -> None:
         assert self.trials is not None
@@ -257,15 +282,23 @@ class StudyScreen(Screen):
         column = list(table.columns)[table.cursor_column].value
         self.sort_reverse = (not self.sort_reverse) if column == self.sort_column else False
         self.sort_column = column
-        self._sort_table()
-        self._update_table_status()
+        self.page = 0
+        self._reorder()
+
+    def action_page(self, step: int) -> None:
+        last = max(0, (len(self.view) - 1) // PAGE_SIZE)
+        page = min(last, max(0, self.page + step))
+        if page != self.page:
+            self.page = page
+            self._show_page()
 
     def action_filter(self) -> None:
         self.state_filter = STATE_FILTERS[(STATE_FILTERS.index(self.state_filter) + 1) % len(STATE_FILTERS)]
 
     def watch_state_filter(self) -> None:
         if self.trials is not None and self.shown_columns:
-            self._rebuild_table()
+            self.page = 0
+            self._reorder()
 
     def action_columns(self) -> None:
         if self.trials is None:
