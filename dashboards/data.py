@@ -15,8 +15,7 @@ from typing import Any, NamedTuple
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.records import best_trials, last_activity, study_metrics, trial_record
-from automl.report import state_counts
+from automl.records import best_trials, study_metrics, trial_record
 from automl.storage import load_study, open_storage
 
 UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
@@ -51,8 +50,14 @@ def study_summaries(storage: str | optuna.storages.BaseStorage | None) -> list[S
                           key=lambda s: s.study_name):
         study = optuna.load_study(study_name=summary.study_name, storage=opened)
         described = study.user_attrs.get("automl.space") or {}
-        counts = state_counts(study)
-        last = last_activity(study)
+        # One read of the trials for counts and last activity (state_counts and last_activity would each
+        # read them again: seconds on a 10,000-trial SQLite study).
+        trials = study.get_trials(deepcopy=False)
+        counts = {s.name: 0 for s in TrialState}
+        for trial in trials:
+            counts[trial.state.name] += 1
+        times = [t.datetime_complete or t.datetime_start for t in trials]
+        last = max((t for t in times if t is not None), default=None)
         rows.append(StudySummary(
             name=summary.study_name, space=str(described.get("source", "-")),
             evaluator=str(described.get("evaluator", "-")), complete=counts["COMPLETE"],

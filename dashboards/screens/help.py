@@ -21,7 +21,8 @@ HELP = """\
 `enter` open the trial under the cursor ·
 `s` sort by the column under the cursor (again: reverse) ·
 `f` filter by state (all, complete, running, failed, pruned) ·
-`c` choose the columns shown · `i` compute parameter importances · `r` refresh now
+`c` choose the columns shown · `[` / `]` previous / next page of 200 trials ·
+`i` compute parameter importances · `r` refresh now
 
 ## Trial
 All values, scores, costs, the failure reason and the architecture drawn as text.
