@@ -61,22 +61,23 @@ class NewSearchScreen(Screen):
         with VerticalScroll(id="search-form"):
             with Horizontal(classes="field"):
                 yield Label("space file", classes="field-label")
-                yield Select([(f, f) for f in files], prompt="pick a file under search_spaces/", id="space-select")
+                yield Select([(f, f) for f in files], prompt="pick a file under search_spaces/", id="space-select",
+                             compact=True)
             with Horizontal(classes="field"):
                 yield Label("or path", classes="field-label")
-                yield Input(placeholder="path/to/space.toml", id="space-path")
+                yield Input(placeholder="path/to/space.toml", id="space-path", compact=True)
             with Horizontal(classes="field"):
                 yield Label("storage", classes="field-label")
-                yield Input(self.app.storage, id="storage")
+                yield Input(self.app.storage, id="storage", compact=True)
             with Horizontal(classes="field"):
                 yield Label("trials", classes="field-label")
-                yield Input("10", id="search-budget", type="integer")
+                yield Input("10", id="search-budget", type="integer", compact=True)
                 yield Label("seed", classes="field-label-short")
-                yield Input("", placeholder="file's", id="search-seed", type="integer")
+                yield Input("", placeholder="file's", id="search-seed", type="integer", compact=True)
             with Horizontal(id="search-buttons"):
-                yield Button("Start / resume", id="start", variant="primary")
-                yield Button("Stop", id="stop", variant="error", disabled=True)
-                yield Button("Open study", id="open", disabled=True)
+                yield Button("Start / resume", id="start", variant="primary", compact=True)
+                yield Button("Stop", id="stop", variant="error", disabled=True, compact=True)
+                yield Button("Open study", id="open", disabled=True, compact=True)
             yield Static("", id="search-error", classes="error")
             yield Static("", id="search-status", classes="status")
             with Vertical(id="search-trials-box"):
