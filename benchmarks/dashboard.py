@@ -97,6 +97,30 @@ async def app_timings(storage) -> tuple[float, float]:
 
 
 def measure(storage) -> list[tuple[str, float, float | None]]:
+    from automl_tui.data import StudyTrials, best_so_far, param_importances
+
+    data_open, trials = timed(lambda: _opened(StudyTrials, storage))
+    add_trials(storage, 5)
+    data_refresh, change = timed(trials.refresh)
+    assert len(change.added) == 5, change
+    history_s, _ = timed(lambda: best_so_far(trials.trials, "maximize"))
+    importance_s, _ = timed(lambda: param_importances(trials.trials, ["maximize"], ["synflow"]))
+    app_open, app_refresh = asyncio.run(app_timings(storage))
+    return [("data: open (read + records)", data_open, 1.0), ("data: refresh (5 new trials)", data_refresh, 0.2),
+            ("app: open study screen", app_open, 1.0), ("app: refresh (5 new trials)", app_refresh, 0.2),
+            ("best-so-far history", history_s, None), ("importances (500-trial sample)", importance_s, None)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--storage", default=None, help="default: sqlite:///bench-dashboard-N.db here")
+    parser.add_argument("--sqlite-only", action="store_true", help="skip the in-memory comparison")
+    args = parser.parse_args()
+    storage = args.storage or f"sqlite:///{Path.cwd() / f'bench-dashboard-{args.trials}.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed_study(storage, args.trials)
+
     results = {"sqlite": measure(storage)}
     if not args.sqlite_only:
         # The same trials in memory: what the dashboard itself costs, without the SQL read.
