@@ -32,6 +32,9 @@ class ScoreCache:
         self.path = Path(path or os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
         try:
             self.db = sqlite_utils.Database(self.path)
+            # WAL without a sync per commit: a cache entry lost to a power cut is only recomputed.
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.table = self.db["scores"]
             if not self.table.exists():
                 self.table.create({"key": str, "candidate_id": str, "evaluator": str, "data": str,

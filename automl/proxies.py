@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from automl.plugin import Configurable
 
@@ -16,10 +16,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class ProxyValue:
-    """A proxy's value, with the reason when it is NaN (singular matrix, dead network, ...)."""
+    """A proxy's value, with the reason when it is NaN (singular matrix, dead network, ...).
+
+    ``info``: anything to record beside the value (the amount of training it used, units dropped);
+    the proxy evaluator stores it as ``info.<proxy name>``.
+    """
 
     value: float
     reason: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def nan(cls, reason: str) -> "ProxyValue":

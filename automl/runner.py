@@ -48,7 +48,7 @@ class StudyRunner:
             cache = ScoreCache()
         elif isinstance(cache, str):
             cache = ScoreCache(cache)
-        self.cache: ScoreCache | None = cache or None
+        self.cache: ScoreCache | None = None if cache is False else cache
         self.storage = open_storage(storage)
         self.study_name = study_name or space.study.name
         self.study = self._open_study()

@@ -31,7 +31,7 @@ SAMPLERS: dict[str, str] = {
     "qmc": "QMCSampler",
     "bruteforce": "BruteForceSampler",
 }
-SINGLE_OBJECTIVE_SAMPLERS = {"cmaes", "gp_single"}
+SINGLE_OBJECTIVE_SAMPLERS = {"cmaes"}
 PRUNERS: dict[str, str | None] = {
     "none": None,
     "median": "MedianPruner",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import torch.nn as nn
+from torch import nn
 
 
 def scored_layers(model: nn.Module) -> list[nn.Module]:

@@ -1,9 +1,9 @@
-"""Size proxies: the number of trainable parameters."""
+"""Size proxies: the number of trainable parameters and the multiply-accumulates of one input."""
 
 from __future__ import annotations
 
 from automl import Proxy
-from automl.costs import count_params
+from automl.costs import count_flops, count_params
 
 
 class ParamsProxy(Proxy):
@@ -13,3 +13,15 @@ class ParamsProxy(Proxy):
 
     def score(self, candidate, batch):
         return float(count_params(candidate.build_model()))
+
+
+class FlopsProxy(Proxy):
+    name = "flops"
+    description = "multiply-accumulates of Conv and Linear layers for one input"
+    applies_to = ("cell", "recurrent", "transformer")
+    needs = frozenset({"data"})
+    mode = "eval"
+
+    def score(self, candidate, batch):
+        model = candidate.build_model(device=batch.inputs.device)
+        return float(count_flops(model, batch.inputs[:1]))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
+from automl_plugins.proxies._modules import replace_modules, scored_layers
+from torch import nn
 
 from automl import Proxy, ProxyValue
-from automl_plugins.proxies._modules import replace_modules, scored_layers
 
 
 class SynflowProxy(Proxy):
@@ -36,6 +36,7 @@ class SynflowProxy(Proxy):
         for layer in scored_layers(model):
             if layer.weight.grad is not None:
                 total += float((layer.weight.detach() * layer.weight.grad).abs().sum())
-        if math.isnan(total):
-            return ProxyValue.nan("the synaptic flow overflowed to NaN")
-        return total
+        if not math.isfinite(total):
+            return ProxyValue.nan(f"the synaptic flow overflowed float64 ({total})")
+        # Raw values reach 1e40 and more: the log is recorded beside them for plotting and combining.
+        return ProxyValue(total, None, {"log10": math.log10(total) if total > 0 else None})

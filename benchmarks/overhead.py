@@ -1,0 +1,103 @@
+"""Per-trial overhead of automl's runner beside a plain Optuna loop with the same objective and storage.
+
+Both loops sample the six NAS-Bench-201 edges (six categorical parameters) and then "evaluate" by sleeping
+``--eval-ms`` milliseconds. automl's loop adds what it does for every trial: the define-by-run space, the
+candidate id, the score-cache look-up and write, the recorded user attributes and the observer hook. The
+evaluator hands in its own (empty) cost figures so no model is built: the table measures the framework,
+not the network. Target: extra cost per trial under 10% of a 100 ms evaluation.
+
+    python benchmarks/overhead.py [--trials 30] [--eval-ms 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+import automl
+from automl import EvalResult, Evaluator, Option
+from automl.registry import get_registry
+from automl.report import table
+from automl_plugins.architectures.nb201 import EDGES, OPERATIONS
+
+
+class SleepEvaluator(Evaluator):
+    name = "sleep"
+    options = {"ms": Option(float, default=100.0)}
+
+    def metrics(self):
+        return ["score"]
+
+    def evaluate(self, candidate, context):
+        time.sleep(self.settings["ms"] / 1000)
+        return EvalResult({"score": float(sum(op == "nor_conv_3x3" for op in candidate.architecture.ops))},
+                          info={"costs": {}})
+
+
+class BenchmarkPlugin:
+    @staticmethod
+    @automl.hookimpl
+    def register_evaluators(register):
+        register(SleepEvaluator)
+
+
+def plain(storage, trials: int, ms: float) -> float:
+    study = optuna.create_study(storage=storage, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        ops = [trial.suggest_categorical(f"nb201.e{a}{b}", OPERATIONS) for a, b in EDGES]
+        time.sleep(ms / 1000)
+        return float(sum(op == "nor_conv_3x3" for op in ops))
+
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    return (time.perf_counter() - start) / trials
+
+
+def framework(storage, trials: int, ms: float, cache: Path) -> float:
+    space = automl.SearchSpace.from_dict({
+        "study": {"name": "overhead", "n_trials": trials, "sampler": "random"},
+        "task": {"name": "digits"},
+        "dimensions": [{"name": "nb201"}],
+        "evaluator": {"name": "sleep", "ms": ms},
+        "objectives": [{"metric": "score"}],
+    })
+    runner = automl.StudyRunner(space, storage=storage, cache=str(cache))
+    runner.data_fingerprint()  # the task's data is loaded once per search, not per trial
+    start = time.perf_counter()
+    runner.run(trials)
+    return (time.perf_counter() - start) / trials
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--eval-ms", type=float, default=100.0)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    get_registry().add_plugin(BenchmarkPlugin(), "benchmark", "benchmarks/overhead.py", "0")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, make in (("in-memory", lambda name: None),
+                            ("sqlite", lambda name: f"sqlite:///{tmp}/{name}.db"),
+                            ("journal file", lambda name: f"{tmp}/{name}.log")):
+            plain_storage = make("plain")
+            if plain_storage and plain_storage.endswith(".log"):
+                plain_storage = optuna.storages.JournalStorage(
+                    optuna.storages.journal.JournalFileBackend(plain_storage))
+            base = plain(plain_storage, args.trials, args.eval_ms)
+            ours_storage = make("automl") or ":memory:"
+            ours = framework(ours_storage, args.trials, args.eval_ms, Path(tmp) / f"{label}-cache.db")
+            extra = ours - base
+            rows.append([label, base * 1000, ours * 1000, extra * 1000, 100 * extra / (args.eval_ms / 1000)])
+    print(f"{args.trials} trials per loop, evaluation = {args.eval_ms:g} ms sleep")
+    print(table(rows, ["storage", "optuna ms/trial", "automl ms/trial", "extra ms", "extra % of eval"]))
+
+
+if __name__ == "__main__":
+    main()

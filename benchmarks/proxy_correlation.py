@@ -1,0 +1,245 @@
+"""How well each training-free proxy ranks real architectures, and what it costs.
+
+NAS-Bench-201: a fixed random sample of cells (full skeleton, C=16, N=5, as the published figures
+use) scored on one minibatch of the digits task with every cell proxy, compared by Spearman ρ and
+Kendall τ with the CIFAR-10 / CIFAR-100 test accuracies of ``plugins/data/nb201_accuracy.csv``,
+beside the published values. FlexiBERT: the transformer proxies against GLUE, when a transformer
+architecture space is installed. Also milliseconds per architecture for each proxy alone, and for all
+of them together through the proxy evaluator (shared passes).
+
+    python benchmarks/proxy_correlation.py --sample 1000 --out nb201_scores.csv
+
+``--out`` keeps every scored cell; running again with the same file resumes where it stopped.
+``--time-limit`` stops scoring after that many seconds and reports on the cells scored so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.resources
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau, spearmanr
+
+import automl
+from automl import EvalContext, SearchSpace, get_registry
+
+CELL_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "nwot", "synflow", "zen", "params", "flops"]
+# Spearman ρ on CIFAR-10: Abdelfattah et al. 2021 (all 15,625 cells) and NAS-Bench-Suite-Zero (725 cells).
+PUBLISHED_RHO_C10 = {"grad_norm": 0.59, "snip": 0.60, "grasp": 0.51, "fisher": 0.36, "synflow": 0.74,
+                     "jacob_cov": 0.73, "nwot": 0.79, "params": 0.74, "flops": 0.71}
+TARGET_RHO_C10 = {"synflow": 0.74, "nwot": 0.75, "jacob_cov": 0.70, "params": 0.72, "snip": 0.55, "grad_norm": 0.55}
+TRANSFORMER_PROXIES = ["wpca", "params", "head_confidence", "softmax_confidence", "activation_distance",
+                       "synaptic_saliency"]
+PUBLISHED_TAU_GLUE = {"head_confidence": 0.48, "params": 0.45, "activation_distance": 0.22,
+                      "softmax_confidence": 0.22, "synaptic_saliency": 0.19}
+
+
+def load_nb201() -> dict[str, tuple[float, float]]:
+    path = importlib.resources.files("automl_plugins.data").joinpath("nb201_accuracy.csv")
+    with path.open() as f:
+        return {row["arch"]: (float(row["cifar10_test_acc"]), float(row["cifar100_test_acc"]))
+                for row in csv.DictReader(f)}
+
+
+def nb201_space(proxies: list[str], batch_size: int) -> SearchSpace:
+    return SearchSpace.from_dict({
+        "task": {"name": "digits", "batch_size": batch_size, "image_size": 32, "channels": 3},
+        "dimensions": [{"name": "nb201", "channels": 16, "cells_per_stage": 5}],
+        "evaluator": {"name": "proxies", "proxies": proxies},
+        "objectives": [{"metric": proxies[0]}],
+    })
+
+
+def read_scores(path: str | None) -> dict[str, dict[str, float]]:
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {row["arch"]: {k: float(v) for k, v in row.items() if k not in ("arch", "ms")}
+                for row in csv.DictReader(f)}
+
+
+def score_cells(space: SearchSpace, archs: list[str], proxies: list[str], out: str | None,
+                time_limit: float | None) -> tuple[dict[str, dict[str, float]], list[float]]:
+    """Score ``archs`` with every proxy together (one evaluator call per cell); resumes from ``out``."""
+    done = read_scores(out)
+    fresh = not done
+    writer = None
+    handle = None
+    if out:
+        handle = open(out, "a", newline="")  # noqa: SIM115
+        writer = csv.DictWriter(handle, fieldnames=["arch", *proxies, "ms"])
+        if fresh:
+            writer.writeheader()
+    context = EvalContext(None, seed=0, device="cpu")
+    start = time.perf_counter()
+    together_ms = []
+    try:
+        for i, arch in enumerate(archs):
+            if arch in done:
+                continue
+            if time_limit is not None and time.perf_counter() - start > time_limit:
+                print(f"time limit reached after {i} cells", file=sys.stderr)
+                break
+            candidate = space.candidate_from_arch(arch)
+            t0 = time.perf_counter()
+            result = space.evaluator.evaluate(candidate, context)
+            ms = (time.perf_counter() - t0) * 1000.0
+            together_ms.append(ms)
+            done[arch] = dict(result.scores)
+            if writer:
+                writer.writerow({"arch": arch, **result.scores, "ms": round(ms, 1)})
+                handle.flush()
+            if (i + 1) % 10 == 0:
+                print(f"{i + 1}/{len(archs)} cells, {ms:.0f} ms for the last", file=sys.stderr)
+    finally:
+        if handle:
+            handle.close()
+    return {a: done[a] for a in archs if a in done}, together_ms
+
+
+def correlations(scores: dict[str, dict[str, float]], truth: dict[str, tuple[float, ...]], proxy: str,
+                 column: int) -> tuple[float, float, int]:
+    pairs = [(s[proxy], truth[a][column]) for a, s in scores.items()
+             if proxy in s and not math.isnan(s[proxy]) and a in truth]
+    if len(pairs) < 3:
+        return math.nan, math.nan, len(pairs)
+    x, y = zip(*pairs)
+    return float(spearmanr(x, y)[0]), float(kendalltau(x, y)[0]), len(pairs)
+
+
+def timing(space: SearchSpace, archs: list[str], proxies: list[str]) -> tuple[dict[str, float], float]:
+    """Mean ms per architecture for each proxy alone, and for all of them through the evaluator."""
+    evaluator = space.evaluator
+    context = EvalContext(None, seed=0, device="cpu")
+    single = {p: 0.0 for p in proxies}
+    together = 0.0
+    for arch in archs:
+        candidate = space.candidate_from_arch(arch)
+        batch = candidate.task.batch(None, seed=0)
+        for proxy in evaluator.proxies:
+            t0 = time.perf_counter()
+            proxy.score(candidate, batch)
+            single[proxy.name] += (time.perf_counter() - t0) * 1000.0 / len(archs)
+        t0 = time.perf_counter()
+        evaluator.evaluate(candidate, context)
+        together += (time.perf_counter() - t0) * 1000.0 / len(archs)
+    return single, together
+
+
+def flexibert_section(proxies: list[str], sample: int | None = None, batch_size: int | None = None) -> list[str]:
+    registry = get_registry()
+    dims = [n for n in registry.names("dimensions")
+            if getattr(registry.get("dimensions", n), "arch_kind", None) == "transformer"]
+    if not dims:
+        return ["(no transformer architecture space installed: FlexiBERT correlations skipped)"]
+    lines = []
+    path = importlib.resources.files("automl_plugins.data").joinpath("flexibert_glue.json")
+    records = json.loads(path.read_text())[:sample]
+    tasks = [n for n in registry.names("tasks") if registry.get("tasks", n).kind == "text-classification"]
+    if not tasks:
+        return ["(no text-classification task installed: FlexiBERT correlations skipped)"]
+    usable = [p for p in proxies if "transformer" in registry.get("proxies", p).applies_to]
+    evaluator = {"name": "proxies", "proxies": usable}
+    if batch_size:
+        evaluator["batch_size"] = batch_size
+    space = SearchSpace.from_dict({
+        "task": {"name": tasks[0]}, "dimensions": [{"name": dims[0]}],
+        "evaluator": evaluator, "objectives": [{"metric": usable[0]}],
+    })
+    context = EvalContext(None, seed=0, device="cpu")
+    scores: dict[str, dict[str, float]] = {}
+    truth: dict[str, tuple[float]] = {}
+    ms = []
+    for record in records:
+        text = json.dumps({k: v for k, v in record.items() if k in ("hidden_size", "encoder_layers")})
+        candidate = space.candidate_from_arch(text)
+        t0 = time.perf_counter()
+        scores[str(record["id"])] = space.evaluator.evaluate(candidate, context).scores
+        ms.append((time.perf_counter() - t0) * 1000.0)
+        truth[str(record["id"])] = (record["glue"],)
+    lines.append(f"FlexiBERT sample: {len(scores)} encoders on task {tasks[0]!r}, space {dims[0]!r}, "
+                 f"{np.mean(ms):.0f} ms per encoder for all proxies")
+    lines.append("")
+    lines.append("| proxy | Kendall τ vs GLUE | Spearman ρ vs GLUE | published τ |")
+    lines.append("|---|---|---|---|")
+    for proxy in usable:
+        rho, tau, _ = correlations(scores, truth, proxy, 0)
+        lines.append(f"| {proxy} | {tau:.3f} | {rho:.3f} | {PUBLISHED_TAU_GLUE.get(proxy, '—')} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sample", type=int, default=1000, help="NAS-Bench-201 cells to score")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random sample")
+    parser.add_argument("--proxies", default=",".join(CELL_PROXIES), help="comma-separated cell proxies")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", default=None, help="CSV of per-cell scores (resumable)")
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds of scoring before reporting")
+    parser.add_argument("--timing-sample", type=int, default=3, help="cells timed proxy by proxy (0: skip)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--skip-flexibert", action="store_true")
+    parser.add_argument("--skip-nb201", action="store_true")
+    parser.add_argument("--flexibert-sample", type=int, default=None, help="first N FlexiBERT encoders (default all)")
+    parser.add_argument("--flexibert-batch-size", type=int, default=None, help="sequences per minibatch")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    if args.skip_nb201:
+        for line in flexibert_section(TRANSFORMER_PROXIES, args.flexibert_sample, args.flexibert_batch_size):
+            print(line)
+        return 0
+    truth = load_nb201()
+    archs = sorted(truth)
+    random.Random(args.seed).shuffle(archs)
+    archs = archs[: args.sample]
+    space = nb201_space(proxies, args.batch_size)
+    t0 = time.perf_counter()
+    scores, _ = score_cells(space, archs, proxies, args.out, args.time_limit)
+    print(f"NAS-Bench-201: {len(scores)} of {args.sample} sampled cells scored (sample seed {args.seed}, digits "
+          f"minibatch of {args.batch_size}, C=16, N=5), {time.perf_counter() - t0:.0f} s")
+    print()
+    print("| proxy | ρ CIFAR-10 | τ CIFAR-10 | ρ CIFAR-100 | τ CIFAR-100 | published ρ C-10 | target | NaN |")
+    print("|---|---|---|---|---|---|---|---|")
+    for proxy in proxies:
+        rho10, tau10, n = correlations(scores, truth, proxy, 0)
+        rho100, tau100, _ = correlations(scores, truth, proxy, 1)
+        target = TARGET_RHO_C10.get(proxy)
+        mark = "" if target is None else (f"≥ {target} {'ok' if rho10 >= target else 'short'}")
+        print(f"| {proxy} | {rho10:.3f} | {tau10:.3f} | {rho100:.3f} | {tau100:.3f} | "
+              f"{PUBLISHED_RHO_C10.get(proxy, '—')} | {mark} | {len(scores) - n} |")
+    if args.timing_sample:
+        single, together = timing(space, archs[: args.timing_sample], proxies)
+        print()
+        print(f"Time per architecture (mean over {args.timing_sample} cells, CPU, {torch.get_num_threads()} "
+              f"threads)")
+        print()
+        print("| proxy | ms alone |")
+        print("|---|---|")
+        for proxy in proxies:
+            print(f"| {proxy} | {single[proxy]:.0f} |")
+        most = max(single.values())
+        print(f"| **all together (evaluator)** | {together:.0f} |")
+        print(f"| sum of the single ones | {sum(single.values()):.0f} |")
+        print()
+        print(f"all together / most expensive single one = {together / most:.2f} (target ≤ 3)")
+    if not args.skip_flexibert:
+        print()
+        for line in flexibert_section(TRANSFORMER_PROXIES, args.flexibert_sample, args.flexibert_batch_size):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    automl.get_registry()
+    sys.exit(main())

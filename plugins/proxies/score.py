@@ -1,0 +1,181 @@
+"""``automl score``: proxy values for a list of architectures, without a search.
+
+Each line of the architecture file is one architecture in the space's own string form (blank lines
+and lines starting with ``#`` are skipped). For transformer spaces a line may also be a JSON record of
+the FlexiBERT file (``{"id": …, "hidden_size": …, "encoder_layers": […], "glue": …}``): only the
+architecture keys are passed on. Only the space's architecture dimension is used: architectures are
+scored as built, without the other dimensions' choices. Results go through the score cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from automl import Command, EvalContext, SearchSpace, SpaceError
+from automl.cache import ScoreCache, cache_key
+from automl.errors import AutomlError
+
+ARCH_KEYS = ("hidden_size", "encoder_layers")
+
+
+def _space_table(space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    if isinstance(space, SearchSpace):
+        return copy.deepcopy(space.raw), space.source
+    if isinstance(space, Mapping):
+        return copy.deepcopy(dict(space)), "<space>"
+    return SearchSpace.from_file(space).raw, str(space)
+
+
+def scoring_space(space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any], proxies: Sequence[str], *,
+                  task: str | None = None, batch_size: int | None = None,
+                  proxy_options: Mapping[str, Mapping[str, Any]] | None = None) -> SearchSpace:
+    """The space's task and architecture dimension with a proxy evaluator for ``proxies``."""
+    data, source = _space_table(space)
+    if not proxies:
+        raise SpaceError("name at least one proxy", key="proxies")
+    from automl import get_registry
+    from automl.dimensions import ArchitectureDimension
+
+    registry = get_registry()
+    dims = data.get("dimensions") or []
+    arch_dims = [d for d in dims if isinstance(d, Mapping) and isinstance(d.get("name"), str)
+                 and d["name"] in registry.names("dimensions")
+                 and issubclass(registry.get("dimensions", d["name"]), ArchitectureDimension)]
+    if not arch_dims:
+        raise SpaceError("the space has no architecture dimension to score", key="dimensions", source=source)
+    evaluator: dict[str, Any] = {"name": "proxies", "proxies": list(proxies)}
+    if batch_size is not None:
+        evaluator["batch_size"] = batch_size
+    if proxy_options:
+        evaluator["proxy_options"] = {k: dict(v) for k, v in proxy_options.items()}
+    table = {"study": data.get("study", {}), "task": {"name": task} if task else data.get("task"),
+             "dimensions": arch_dims[:1], "evaluator": evaluator,
+             "objectives": [{"metric": proxies[0], "direction": "maximize"}]}
+    return SearchSpace.from_dict(table, source=source)
+
+
+def _arch_text(line: str) -> str:
+    stripped = line.strip()
+    if stripped.startswith("{"):
+        try:
+            record = json.loads(stripped)
+        except json.JSONDecodeError:
+            return stripped
+        if isinstance(record, dict) and "encoder_layers" in record:
+            return json.dumps({k: record[k] for k in ARCH_KEYS if k in record})
+    return stripped
+
+
+def read_architectures(path: str | os.PathLike[str]) -> list[str]:
+    """The architecture lines of ``path`` (blank lines and ``#`` comments skipped)."""
+    try:
+        with open(path) as f:
+            return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    except OSError as err:
+        raise AutomlError(f"{path}: cannot read the architecture file ({err.strerror})") from None
+
+
+def score_architectures(architectures: Iterable[str], space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any],
+                        proxies: Sequence[str], *, task: str | None = None, seed: int = 0,
+                        out: str | os.PathLike[str] | None = None, batch_size: int | None = None,
+                        proxy_options: Mapping[str, Mapping[str, Any]] | None = None,
+                        cache: ScoreCache | str | bool = True, device: str | None = None,
+                        source: str = "<architectures>") -> list[dict[str, Any]]:
+    """Score each architecture (the space's string form) with ``proxies``; one dict per architecture.
+
+    Each dict has ``arch`` and one value per proxy (NaN where a proxy failed, with the reason under
+    ``reason.<proxy>``). ``out`` also writes them as CSV. Example::
+
+        from automl_plugins.proxies import score_architectures
+        rows = score_architectures(["|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|none~2|"],
+                                   "search_spaces/nb201_digits.toml", ["synflow", "nwot"])
+    """
+    scoring = scoring_space(space, proxies, task=task, batch_size=batch_size, proxy_options=proxy_options)
+    store: ScoreCache | None
+    if cache is True:
+        store = ScoreCache()
+    elif isinstance(cache, (str, os.PathLike)):
+        store = ScoreCache(cache)
+    else:
+        store = cache if isinstance(cache, ScoreCache) else None
+    data = scoring.task.fingerprint() if store is not None else ""
+    evaluator = scoring.evaluator
+    context = EvalContext(None, seed=seed, device=device)
+    rows = []
+    for i, line in enumerate(architectures):
+        text = _arch_text(line)
+        try:
+            candidate = scoring.candidate_from_arch(text)
+        except SpaceError as err:
+            raise SpaceError(f"line {i + 1}: {err.message}", source=source) from None
+        candidate.seed = seed
+        result = None
+        key = cache_key(candidate.id, evaluator.settings_key(), data, seed) if store is not None else None
+        if store is not None:
+            result = store.get(key)
+        if result is None:
+            result = evaluator.evaluate(candidate, context)
+            if store is not None:
+                store.put(key, candidate_id=candidate.id, evaluator=evaluator.name, data=data, seed=seed,
+                          result=result)
+        row: dict[str, Any] = {"arch": line.strip()}
+        row.update({name: result.scores.get(name, math.nan) for name in proxies})
+        row.update({f"reason.{name}": why for name, why in result.reasons.items()})
+        rows.append(row)
+    if out is not None:
+        write_csv(rows, proxies, out)
+    return rows
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], proxies: Sequence[str], out: str | os.PathLike[str]) -> None:
+    reasons = sorted({k for row in rows for k in row if k.startswith("reason.")})
+    handle = sys.stdout if str(out) == "-" else open(out, "w", newline="")  # noqa: SIM115
+    try:
+        writer = csv.DictWriter(handle, fieldnames=["arch", *proxies, *reasons], restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+
+
+# -- the command -------------------------------------------------------------------------------------
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("arch_file", metavar="ARCH_FILE", help="one architecture per line, in the space's string form")
+    parser.add_argument("--space", required=True, help="search-space file (its task and architecture dimension)")
+    parser.add_argument("--proxies", required=True, help="comma-separated proxy names (see automl plugins)")
+    parser.add_argument("--task", default=None, help="task name replacing the space's [task]")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and the minibatch")
+    parser.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: the task's)")
+    parser.add_argument("--out", default="-", help="CSV file (default: standard output)")
+    parser.add_argument("--cache", default=None, help="score-cache file (default: $AUTOML_CACHE or automl-cache.db)")
+    parser.add_argument("--no-cache", action="store_true", help="compute every score again")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    architectures = read_architectures(args.arch_file)
+    if not architectures:
+        raise AutomlError(f"{args.arch_file}: no architectures in the file")
+    cache: ScoreCache | str | bool = False if args.no_cache else (args.cache or True)
+    rows = score_architectures(architectures, args.space, proxies, task=args.task, seed=args.seed, out=args.out,
+                               batch_size=args.batch_size, cache=cache, device=args.device,
+                               source=args.arch_file)
+    if args.out != "-":
+        failed = sum(1 for row in rows if any(k.startswith("reason.") for k in row))
+        print(f"wrote {len(rows)} architectures × {len(proxies)} proxies to {args.out}"
+              + (f" ({failed} with a NaN score: see the reason.* columns)" if failed else ""), file=sys.stderr)
+    return 0
+
+
+SCORE_COMMAND = Command("score", "training-free proxy scores for a file of architectures, as CSV", _arguments, _run)

@@ -1,0 +1,189 @@
+"""Training-free proxies for transformer encoders.
+
+Models follow the transformer contract: ``model(tokens)`` → outputs, ``model.ffn_first_layers()`` →
+the first ``nn.Linear`` of every feed-forward block (its output is the pre-activation),
+``model.attention_modules()`` → the attention modules, which store ``last_attention`` (B × heads × N × N
+probabilities) while ``model.record_attention`` is True.
+
+- ``wpca`` (W-PCA, ICLR 2025): for every feed-forward block, the number of principal components of
+  its pre-activation ((B·N) × D′, columns centred) holding more than η of the variance; score =
+  parameters × Σ (or mean) over blocks. Eval mode, no gradients, averaged over ``batches`` minibatches.
+- From Serianni & Kalita (ACL 2023), one forward and one backward of Σ outputs in train mode, shared:
+  ``head_confidence`` (Voita et al.: per attention module, the mean over samples, heads and queries of
+  the largest attention probability; summed over modules), ``softmax_confidence`` (the reference's
+  variant: the mean over the probabilities of the largest value across heads, summed over modules),
+  ``activation_distance`` (per feed-forward block, Σ_ij of the Hamming-agreement kernel c cᵀ + (1−c)(1−c)ᵀ
+  of the tokens' binary activation codes, averaged over the sequences of the batch — the reference
+  reads only the first; summed over blocks) and ``synaptic_saliency`` (Σ |W ⊙ ∂R/∂W| over the
+  feed-forward Linear layers, R = Σ outputs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from automl_plugins.proxies._passes import PassProxy, SharedPass
+from torch import nn
+
+from automl import Option, Proxy, ProxyValue
+from automl.costs import count_params
+
+REDUCTIONS = ("sum", "mean")
+
+
+def _require(model: nn.Module, *methods: str) -> str | None:
+    missing = [m for m in methods if not hasattr(model, m)]
+    return f"the model lacks {', '.join(missing)} (not a transformer following the contract)" if missing else None
+
+
+def components_for_variance(activations: torch.Tensor, eta: float) -> int:
+    """Smallest k whose top-k principal components hold more than ``eta`` of the variance (0: no variance)."""
+    x = activations.detach().reshape(-1, activations.shape[-1]).double()
+    x = x - x.mean(dim=0, keepdim=True)
+    covariance = (x.T @ x / max(len(x) - 1, 1)).cpu().numpy()
+    eigenvalues = np.clip(np.linalg.eigvalsh(covariance)[::-1], 0.0, None)
+    total = float(eigenvalues.sum())
+    if total <= 0.0:
+        return 0
+    ratios = np.cumsum(eigenvalues) / total
+    return int(min(np.searchsorted(ratios, eta, side="right") + 1, len(eigenvalues)))
+
+
+class WpcaProxy(Proxy):
+    name = "wpca"
+    description = "parameters × Σ over feed-forward blocks of the PCA components holding η of the variance"
+    applies_to = ("transformer",)
+    needs = frozenset({"data"})
+    mode = "eval"
+    options = {
+        "eta": Option(float, default=0.99, min=0.0, max=1.0, help="share of variance the components hold"),
+        "reduce": Option(str, default="sum", choices=REDUCTIONS, help="over feed-forward blocks"),
+        "batches": Option(int, default=3, min=1, help="minibatches averaged (the scored one, then seeds 1, 2, …)"),
+    }
+
+    def score(self, candidate, batch):
+        device = batch.inputs.device
+        model = candidate.build_model(device=device)
+        missing = _require(model, "ffn_first_layers")
+        if missing:
+            return ProxyValue.nan(f"wpca: {missing}")
+        model.eval()
+        layers = list(model.ffn_first_layers())
+        if not layers:
+            return ProxyValue.nan("wpca: the model has no feed-forward blocks")
+        captured: dict[int, torch.Tensor] = {}
+        handles = [layer.register_forward_hook(lambda _m, _i, out, i=i: captured.__setitem__(i, out))
+                   for i, layer in enumerate(layers)]
+        values = []
+        try:
+            for b in range(self.settings["batches"]):
+                inputs = batch.inputs if b == 0 else candidate.task.batch(len(batch), seed=b).inputs.to(device)
+                captured.clear()
+                with torch.no_grad():
+                    model(inputs)
+                counts = [components_for_variance(captured[i], self.settings["eta"]) for i in range(len(layers))]
+                values.append(sum(counts) / (len(counts) if self.settings["reduce"] == "mean" else 1))
+        finally:
+            for handle in handles:
+                handle.remove()
+        params = count_params(model)
+        return ProxyValue(params * float(np.mean(values)), None, {"components": values})
+
+
+class TransformerPass(SharedPass):
+    """Train mode, attention recorded, feed-forward pre-activations captured, backward of Σ outputs."""
+
+    def run(self) -> None:
+        inputs = self.batch.inputs
+        model = self.candidate.build_model(device=inputs.device)
+        missing = _require(model, "ffn_first_layers", "attention_modules")
+        if missing:
+            raise ValueError(missing)
+        model.train()
+        ffn = list(model.ffn_first_layers())
+        attention = list(model.attention_modules())
+        pre_activations: list[torch.Tensor] = []
+        handles = []
+        if "ffn_codes" in self.needs:
+            handles = [layer.register_forward_hook(lambda _m, _i, out: pre_activations.append(out.detach()))
+                       for layer in ffn]
+        model.record_attention = bool(self.needs & {"attention"})
+        try:
+            outputs = model(inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+            model.record_attention = False
+        if "attention" in self.needs:
+            self.results["attention"] = [m.last_attention.detach() for m in attention
+                                         if getattr(m, "last_attention", None) is not None]
+        self.results["ffn_pre_activations"] = pre_activations
+        if "saliency" in self.needs:
+            saliency_layers = list(model.ffn_linear_layers()) if hasattr(model, "ffn_linear_layers") else ffn
+            weights = [layer.weight for layer in saliency_layers]
+            grads = torch.autograd.grad(outputs.sum(), weights, allow_unused=True)
+            self.results["saliency"] = [(w.detach(), torch.zeros_like(w) if g is None else g.detach())
+                                        for w, g in zip(weights, grads)]
+
+
+class TransformerPassProxy(PassProxy):
+    applies_to = ("transformer",)
+    shared_pass = TransformerPass
+    options = {"reduce": Option(str, default="sum", choices=REDUCTIONS, help="over modules")}
+
+    def reduce(self, values: list[float], what: str) -> float | ProxyValue:
+        if not values:
+            return ProxyValue.nan(f"{self.name}: the model has no {what}")
+        total = float(sum(values)) / (len(values) if self.settings["reduce"] == "mean" else 1)
+        return total if math.isfinite(total) else ProxyValue.nan(f"{self.name} is not finite ({total})")
+
+
+class HeadConfidenceProxy(TransformerPassProxy):
+    name = "head_confidence"
+    description = "Σ over attention modules of the mean largest attention probability of each head's queries"
+    needs = frozenset({"data"})
+    requires = frozenset({"attention"})
+
+    def read(self, shared):
+        values = [float(a.max(dim=-1).values.mean()) for a in shared.results["attention"]]
+        return self.reduce(values, "recorded attention")
+
+
+class SoftmaxConfidenceProxy(TransformerPassProxy):
+    name = "softmax_confidence"
+    description = "Σ over attention modules of the mean largest attention probability across heads"
+    needs = frozenset({"data"})
+    requires = frozenset({"attention"})
+
+    def read(self, shared):
+        values = [float(a.max(dim=1).values.mean()) for a in shared.results["attention"]]
+        return self.reduce(values, "recorded attention")
+
+
+class ActivationDistanceProxy(TransformerPassProxy):
+    name = "activation_distance"
+    description = "Σ over feed-forward blocks of the Hamming-agreement kernel total of tokens' activation codes"
+    needs = frozenset({"data"})
+    requires = frozenset({"ffn_codes"})
+
+    def read(self, shared):
+        values = []
+        for pre in shared.results["ffn_pre_activations"]:
+            # Codes of ReLU/GELU outputs: positive exactly where the pre-activation is positive.
+            codes = (pre > 0).double().reshape(pre.shape[0], -1, pre.shape[-1])  # B × N × D′
+            agree = codes @ codes.transpose(1, 2) + (1 - codes) @ (1 - codes).transpose(1, 2)
+            values.append(float(agree.sum(dim=(1, 2)).mean()))
+        return self.reduce(values, "feed-forward blocks")
+
+
+class SynapticSaliencyProxy(TransformerPassProxy):
+    name = "synaptic_saliency"
+    description = "Σ |W ⊙ ∂(Σ outputs)/∂W| over the feed-forward Linear layers"
+    needs = frozenset({"data", "gradients"})
+    requires = frozenset({"saliency"})
+
+    def read(self, shared):
+        values = [float((w * g).abs().sum()) for w, g in shared.results["saliency"]]
+        return self.reduce(values, "feed-forward layers")
