@@ -121,16 +121,20 @@ class StudyTrials:
     def refresh(self) -> Refresh:
         """Read what changed since the last refresh (everything the first time)."""
         known = len(self.trials)
-        total = self.storage.get_n_trials(self.study_id)
-        wanted = sorted(self._unfinished) + list(range(known, total))
-        if not wanted:
-            return Refresh([], [])
-        if known == 0 or len(wanted) > BULK_READ_THRESHOLD:
+        if known == 0:
             fresh = self.storage.get_all_trials(self.study_id, deepcopy=False)
-            fresh = [t for t in fresh if t.number in set(wanted)] if known else fresh
         else:
-            fresh = [self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(
-                self.study_id, number)) for number in wanted]
+            new_ids = self._new_trial_ids(known)
+            if new_ids is None:
+                # Many new trials: one bulk read is cheaper than reading them one by one.
+                fresh = [t for t in self.storage.get_all_trials(self.study_id, deepcopy=False)
+                         if t.number in self._unfinished or t.number >= known]
+            else:
+                ids = [self.storage.get_trial_id_from_study_id_trial_number(self.study_id, n)
+                       for n in sorted(self._unfinished)] + new_ids
+                fresh = [self.storage.get_trial(trial_id) for trial_id in ids]
+        if not fresh:
+            return Refresh([], [])
         added, changed = [], []
         for trial in sorted(fresh, key=lambda t: t.number):
             record = trial_record(trial, self.metrics)
@@ -149,6 +153,19 @@ class StudyTrials:
             else:
                 self._unfinished.discard(trial.number)
         return Refresh(added, changed)
+
+    def _new_trial_ids(self, known: int) -> list[int] | None:
+        """Storage ids of trials numbered ``known`` and up, or ``None`` when there are too many to read singly.
+
+        Probing numbers one by one costs a small query each; ``get_n_trials`` would read every trial.
+        """
+        ids = []
+        while len(ids) <= BULK_READ_THRESHOLD:
+            try:
+                ids.append(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, known + len(ids)))
+            except KeyError:
+                return ids
+        return None
 
     def counts(self) -> dict[str, int]:
         """Trials per state name, from what was read."""
