@@ -158,6 +158,8 @@ async def test_study_screen_charts_importances_and_proxies(seeded):
         assert screen.query_one(TabbedContent).active == "tab-importance"
         assert "over 5 completed trials" in str(screen.query_one("#importance-status", Static).render())
         # Only proxies here (no benchmark or training truth): the tab says what is missing.
+        screen.query_one(TabbedContent).active = "tab-proxies"
+        await pilot.pause()
         assert "true metrics: none" in str(screen.query_one("#proxies-status", Static).render())
 
 

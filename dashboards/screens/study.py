@@ -320,24 +320,37 @@ class StudyScreen(Screen):
         self.app.push_screen(TrialScreen(self.trials, int(event.row_key.value)))
 
     # -- charts ------------------------------------------------------------------------------------
+    @on(TabbedContent.TabActivated, "#study-tabs")
+    def _tab_activated(self) -> None:
+        if self.trials is not None and self.shown_columns:
+            self._draw_charts()
+
     def _draw_charts(self) -> None:
+        """Draw what the active tab shows (the others are drawn when opened: refreshes stay cheap)."""
         assert self.trials is not None
         trials, metrics, directions = self.trials.trials, self.trials.metrics, self.trials.directions
-        history = best_so_far(trials, directions[0], metric=metrics[0])
-        plot = self.query_one("#history", PlotextPlot)
-        plt = plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title(f"{history.metric}: best so far ({directions[0]})")
-        plt.xlabel("trial")
-        if history.numbers:
-            plt.scatter(history.numbers, history.values, marker="dot", label="trial")
-            plt.plot(history.numbers, history.best, marker="braille", label="best")
-        plot.refresh()
         tabs = self.query_one(TabbedContent)
-        if len(metrics) >= 2:
+        if len(metrics) < 2:
+            tabs.hide_tab("tab-pareto")
+        active = tabs.active
+        if active == "tab-proxies":
+            self._draw_correlations()
+        elif active == "tab-history":
+            history = best_so_far(trials, directions[0], metric=metrics[0])
+            plot = self.query_one("#history", PlotextPlot)
+            plt = plot.plt
+            plt.clear_data()
+            plt.clear_figure()
+            plt.title(f"{history.metric}: best so far ({directions[0]})")
+            plt.xlabel("trial")
+            if history.numbers:
+                plt.scatter(history.numbers, history.values, marker="dot", label="trial")
+                plt.plot(history.numbers, history.best, marker="braille", label="best")
+            plot.refresh()
+        elif active == "tab-pareto" and len(metrics) >= 2:
             front = pareto_points(trials, directions, metrics)
-            plt = self.query_one("#pareto", PlotextPlot).plt
+            plot = self.query_one("#pareto", PlotextPlot)
+            plt = plot.plt
             plt.clear_data()
             plt.clear_figure()
             plt.title(f"Pareto front: {front.x_metric} vs {front.y_metric}")
@@ -346,10 +359,7 @@ class StudyScreen(Screen):
             if front.x:
                 plt.scatter(front.x, front.y, marker="dot", label="trial")
                 plt.scatter(front.front_x, front.front_y, marker="x", label="front")
-            self.query_one("#pareto", PlotextPlot).refresh()
-        else:
-            tabs.hide_tab("tab-pareto")
-        self._draw_correlations()
+            plot.refresh()
 
     def _draw_correlations(self) -> None:
         assert self.trials is not None
