@@ -318,3 +318,28 @@ def test_tui_command_is_registered():
 
     args = build_parser().parse_args(["tui", "--storage", "sqlite:///x.db"])
     assert args.storage == "sqlite:///x.db"
+
+
+async def test_columns_can_be_hidden_and_shown(seeded):
+    from textual.widgets import DataTable, SelectionList
+
+    from automl_tui.app import AutomlApp
+    from automl_tui.screens.columns import ColumnsScreen
+
+    app = AutomlApp(storage=seeded, refresh_interval=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open_study(app, pilot, seeded)
+        table = screen.query_one("#trials", DataTable)
+        assert "arch" in [c.value for c in table.columns] and "duration_s" not in screen.shown_columns
+        await pilot.press("c")
+        chooser = app.screen
+        assert isinstance(chooser, ColumnsScreen)
+        options = chooser.query_one(SelectionList)
+        options.deselect("arch")
+        options.select("duration_s")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+        shown = [c.value for c in table.columns]
+        assert "arch" not in shown and "duration_s" in shown
+        assert str(table.get_row("0")[shown.index("duration_s")]) == "1"
