@@ -155,14 +155,15 @@ class StudyTrials:
         return Refresh(added, changed)
 
     def _new_trial_ids(self, known: int) -> list[int] | None:
-        """Storage ids of trials numbered ``known`` and up, or ``None`` when there are too many to read singly.
+        """Storage ids of trials numbered ``known`` and up; ``None`` when too many to read one by one.
 
         Probing numbers one by one costs a small query each; ``get_n_trials`` would read every trial.
         """
         ids = []
         while len(ids) <= BULK_READ_THRESHOLD:
             try:
-                ids.append(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, known + len(ids)))
+                number = known + len(ids)
+                ids.append(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
             except KeyError:
                 return ids
         return None
@@ -287,7 +288,8 @@ class Correlation(NamedTuple):
     kendall: float
 
 
-def split_scores(records: Iterable[dict[str, Any]], proxy_names: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+def split_scores(records: Iterable[dict[str, Any]],
+                 proxy_names: Iterable[str] = ()) -> tuple[list[str], list[str]]:
     """The ``score.*`` columns that are proxies and those that are true measurements.
 
     A score is a proxy when its name is a registered proxy; otherwise it is a truth when its name
@@ -305,7 +307,7 @@ def split_scores(records: Iterable[dict[str, Any]], proxy_names: Iterable[str] =
 
 
 def space_proxies(study: optuna.Study) -> list[str]:
-    """The proxy names the study's search space lists (``[evaluator] proxies``), read without loading plugins."""
+    """The proxy names the study's space lists (``[evaluator] proxies``), read without loading plugins."""
     raw = study.user_attrs.get("automl.raw") or {}
     evaluator = raw.get("evaluator") or {}
     found = []

@@ -55,8 +55,8 @@ class SearchProcess:
 
     def command(self) -> list[str]:
         request = self.request
-        command = [sys.executable, "-m", "automl.cli", "run", request.space_file, "--storage", request.storage,
-                   "--trials", str(request.trials), "--quiet"]
+        command = [sys.executable, "-m", "automl.cli", "run", request.space_file,
+                   "--storage", request.storage, "--trials", str(request.trials), "--quiet"]
         if request.seed is not None:
             command += ["--seed", str(request.seed)]
         return command

@@ -45,8 +45,9 @@ def test_pareto_front_of_two_objectives():
 
 
 def test_proxy_correlations_rank_proxies_against_the_truth():
-    records = [{"score.synflow": float(i), "score.params": float(-i if i % 2 else i), "score.accuracy": i * 2.0}
-               for i in range(10)] + [{"score.synflow": math.nan, "score.accuracy": 1.0}]
+    records = [{"score.synflow": float(i), "score.params": float(-i if i % 2 else i),
+                "score.accuracy": i * 2.0} for i in range(10)]
+    records.append({"score.synflow": math.nan, "score.accuracy": 1.0})
     proxies, truths = split_scores(records, ["synflow", "params", "jacov"])
     assert proxies == ["synflow", "params"] and truths == ["accuracy"]
     found = {c.proxy: c for c in proxy_correlations(records, proxies, "accuracy")}

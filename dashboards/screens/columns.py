@@ -22,7 +22,8 @@ class ColumnsScreen(ModalScreen[list[str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="columns-box"):
             yield Label("Columns (space toggles, escape closes)")
-            yield SelectionList[str](*[(c, c, c in self.shown_columns) for c in self.all_columns], id="columns")
+            choices = [(c, c, c in self.shown_columns) for c in self.all_columns]
+            yield SelectionList[str](*choices, id="columns")
 
     def action_done(self) -> None:
         chosen = set(self.query_one(SelectionList).selected)

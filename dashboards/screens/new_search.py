@@ -1,4 +1,4 @@
-"""The new-search screen: pick a file, storage, budget and seed; start, stop and resume a background search."""
+"""The new-search screen: pick a file, storage, budget and seed; start, stop and resume a search."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ class NewSearchScreen(Screen):
         with VerticalScroll(id="search-form"):
             with Horizontal(classes="field"):
                 yield Label("space file", classes="field-label")
-                yield Select([(f, f) for f in files], prompt="pick a file under search_spaces/", id="space-select",
+                yield Select([(f, f) for f in files], prompt="pick a file under search_spaces/",
+                             id="space-select",
                              compact=True)
             with Horizontal(classes="field"):
                 yield Label("or path", classes="field-label")
@@ -142,7 +143,8 @@ class NewSearchScreen(Screen):
         self.query_one("#stop", Button).disabled = False
         self.query_one("#open", Button).disabled = False
         self.query_one("#search-status", Static).update(
-            f"running study {self.study_name!r}: {message.request.trials} trials into {message.request.storage}")
+            f"running study {self.study_name!r}: {message.request.trials} trials "
+            f"into {message.request.storage}")
         self.validated.set()
         self._watch()
 

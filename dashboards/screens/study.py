@@ -195,7 +195,8 @@ class StudyScreen(Screen):
         column = self.sort_column
         present = [n for n in numbers if _sort_key(records[n].get(column))[0] < 2]
         missing = [n for n in numbers if _sort_key(records[n].get(column))[0] == 2]
-        return sorted(present, key=lambda n: _sort_key(records[n].get(column)), reverse=self.sort_reverse) + missing
+        ordered = sorted(present, key=lambda n: _sort_key(records[n].get(column)), reverse=self.sort_reverse)
+        return ordered + missing
 
     def _page_numbers(self) -> list[int]:
         return self.view[self.page * PAGE_SIZE:(self.page + 1) * PAGE_SIZE]
@@ -368,9 +369,9 @@ class StudyScreen(Screen):
         status = self.query_one("#proxies-status", Static)
         table.clear()
         if not proxies or not truths:
-            status.update("proxy-versus-truth needs both proxy scores and a true metric (a benchmark table or "
-                          f"training) in the same trials; this study has proxies: {', '.join(proxies) or 'none'}, "
-                          f"true metrics: {', '.join(truths) or 'none'}")
+            status.update("proxy-versus-truth needs both proxy scores and a true metric (a benchmark "
+                          "table or training) in the same trials; this study has proxies: "
+                          f"{', '.join(proxies) or 'none'}, true metrics: {', '.join(truths) or 'none'}")
             return
         status.update(f"rank correlation of each proxy with {truths[0]}")
         rows: list[Correlation] = proxy_correlations(self.trials.records, proxies, truths[0])
@@ -402,5 +403,6 @@ class StudyScreen(Screen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.bar(list(reversed(found.names)), list(reversed(found.values)), orientation="horizontal", width=0.3)
+        plt.bar(list(reversed(found.names)), list(reversed(found.values)), orientation="horizontal",
+                width=0.3)
         plot.refresh()
