@@ -26,6 +26,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "automl_plugins.proxies",
     "automl_plugins.evaluators",
     "automl_plugins.recipe",
+    "automl_plugins.ray_tune",
     "automl_tui.plugin",
 )
 

@@ -40,9 +40,12 @@ class StudyRunner:
 
     def __init__(self, space: SearchSpace, *, storage: str | optuna.storages.BaseStorage | None = None,
                  study_name: str | None = None, seed: int | None = None,
-                 cache: ScoreCache | str | bool | None = True, device: str | None = None) -> None:
+                 cache: ScoreCache | str | bool | None = True, device: str | None = None,
+                 sampler_seed: int | None = None) -> None:
         self.space = space
         self.seed = space.study.seed if seed is None else seed
+        # Several processes sharing one study need different sampler seeds but the same evaluation seed.
+        self.sampler_seed = self.seed if sampler_seed is None else sampler_seed
         self.device = device
         if cache is True or cache is None:
             cache = ScoreCache()
@@ -58,7 +61,7 @@ class StudyRunner:
     def _open_study(self) -> optuna.Study:
         try:
             study = optuna.create_study(storage=self.storage, study_name=self.study_name,
-                                        sampler=self.space.make_sampler(self.seed), pruner=self.space.make_pruner(),
+                                        sampler=self.space.make_sampler(self.sampler_seed), pruner=self.space.make_pruner(),
                                         directions=self.space.directions, load_if_exists=True)
         except optuna.exceptions.OptunaError as err:
             raise AutomlError(f"study {self.study_name!r}: {err}") from None
@@ -148,7 +151,7 @@ class StudyRunner:
                       "info": {k: v for k, v in result.info.items() if k != "costs"}, "reasons": result.reasons,
                       "duration_s": round(time.perf_counter() - start, 6), "cached": cached}
             trial.set_user_attr("result", record)
-            return self._objective_values(result)
+            return self.objective_values(result)
         except optuna.TrialPruned as pruned:
             trial.set_user_attr("result", {"scores": {}, "costs": {}, "info": {"curve": context.curve},
                                            "reasons": {}, "duration_s": round(time.perf_counter() - start, 6),
@@ -191,7 +194,8 @@ class StudyRunner:
             self._data_fingerprint = self.space.task.fingerprint()
         return self._data_fingerprint
 
-    def _objective_values(self, result: EvalResult) -> list[float]:
+    def objective_values(self, result: EvalResult) -> list[float]:
+        """The objective values of ``result`` in the space's order; ``TrialFailed`` for a missing or NaN one."""
         values = []
         costs = result.info.get("costs", {})
         for metric in self.space.metrics:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+import tomllib
 
 from automl.candidate import Candidate
 from automl.costs import COST_METRICS
