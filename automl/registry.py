@@ -28,6 +28,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "automl_plugins.recipe",
     "automl_plugins.ray_tune",
     "automl_plugins.strategies",
+    "automl_tui.plugin",
 )
 
 ENTRY_POINT_GROUP = "automl"
