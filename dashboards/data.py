@@ -16,7 +16,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.records import best_trials, study_metrics, trial_record
-from automl.storage import load_study, open_storage
+from automl.storage import load_study, open_storage, storage_url
+from automl_tui.sqlite_reader import read_sqlite_trials
 
 UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 # Beyond this many changed trials one bulk read is cheaper than reading them one by one.
@@ -42,9 +43,14 @@ class StudySummary(NamedTuple):
     last_activity: str
 
 
+def _url(storage: str | optuna.storages.BaseStorage | None) -> str | None:
+    return storage if isinstance(storage, str) else storage_url(None) if storage is None else None
+
+
 def study_summaries(storage: str | optuna.storages.BaseStorage | None) -> list[StudySummary]:
     """Every study in ``storage``, sorted by name."""
     opened = open_storage(storage)
+    url = _url(storage)
     rows = []
     for summary in sorted(optuna.get_all_study_summaries(opened, include_best_trial=False),
                           key=lambda s: s.study_name):
@@ -52,7 +58,7 @@ def study_summaries(storage: str | optuna.storages.BaseStorage | None) -> list[S
         described = study.user_attrs.get("automl.space") or {}
         # One read of the trials for counts and last activity (state_counts and last_activity would each
         # read them again: seconds on a 10,000-trial SQLite study).
-        trials = study.get_trials(deepcopy=False)
+        trials = read_sqlite_trials(url, summary.study_name) or study.get_trials(deepcopy=False)
         counts = {s.name: 0 for s in TrialState}
         for trial in trials:
             counts[trial.state.name] += 1
@@ -108,6 +114,7 @@ class StudyTrials:
 
     def __init__(self, study_name: str, storage: str | optuna.storages.BaseStorage | None) -> None:
         self.storage = open_storage(storage)
+        self.url = _url(storage)
         self.study = load_study(study_name, self.storage)
         self.study_name = study_name
         self.study_id = self.storage.get_study_id_from_name(study_name)
@@ -122,13 +129,12 @@ class StudyTrials:
         """Read what changed since the last refresh (everything the first time)."""
         known = len(self.trials)
         if known == 0:
-            fresh = self.storage.get_all_trials(self.study_id, deepcopy=False)
+            fresh = self._all_trials()
         else:
             new_ids = self._new_trial_ids(known)
             if new_ids is None:
                 # Many new trials: one bulk read is cheaper than reading them one by one.
-                fresh = [t for t in self.storage.get_all_trials(self.study_id, deepcopy=False)
-                         if t.number in self._unfinished or t.number >= known]
+                fresh = [t for t in self._all_trials() if t.number in self._unfinished or t.number >= known]
             else:
                 ids = [self.storage.get_trial_id_from_study_id_trial_number(self.study_id, n)
                        for n in sorted(self._unfinished)] + new_ids
@@ -153,6 +159,10 @@ class StudyTrials:
             else:
                 self._unfinished.discard(trial.number)
         return Refresh(added, changed)
+
+    def _all_trials(self) -> list[FrozenTrial]:
+        fast = read_sqlite_trials(self.url, self.study_name)
+        return fast if fast is not None else self.storage.get_all_trials(self.study_id, deepcopy=False)
 
     def _new_trial_ids(self, known: int) -> list[int] | None:
         """Storage ids of trials numbered ``known`` and up; ``None`` when too many to read one by one.

@@ -85,3 +85,44 @@ def test_trial_sections_group_a_record():
                                     "score.synflow": 1.5, "failure": "boom"}))
     assert sections["params"] == [("nb201.e01", "none")]
     assert ("failure", "boom") in sections["trial"]
+
+
+def test_the_sqlite_fast_path_reads_the_same_trials_as_optuna(tmp_path):
+    from automl_tui.sqlite_reader import read_sqlite_trials
+
+    url = f"sqlite:///{tmp_path / 'fast.db'}"
+    study = optuna.create_study(study_name="fast", storage=url)
+    pareto = optuna.create_study(study_name="pareto", storage=url, directions=["maximize", "minimize"])
+    pareto.optimize(lambda t: (t.suggest_float("y", 0, 1), float("-inf")), n_trials=3)
+
+    def objective(trial):
+        x = trial.suggest_float("x", -1, 1)
+        trial.suggest_categorical("op", ["a", "b", None])
+        trial.suggest_int("n", 1, 9, log=True)
+        trial.set_user_attr("result", {"scores": {"x": x}, "nested": [1, 2]})
+        trial.report(float("inf") if x > 0.5 else x, 0)
+        trial.report(float("nan"), 1)
+        if x < -0.5:
+            raise ValueError("failed on purpose")
+        return float("-inf") if x > 0.8 else x * x
+
+    study.optimize(objective, n_trials=25, catch=(ValueError,))
+    study.enqueue_trial({"x": 0.0})
+    study.ask()  # one RUNNING trial with a system attribute
+    fast = read_sqlite_trials(url, "fast") + read_sqlite_trials(url, "pareto")
+    slow = (optuna.load_study(study_name="fast", storage=url).get_trials(deepcopy=False)
+            + optuna.load_study(study_name="pareto", storage=url).get_trials(deepcopy=False))
+    assert len(fast) == len(slow) == 29
+
+    def same(a, b):
+        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+    for a, b in zip(fast, slow):
+        for key, value in vars(b).items():
+            mine = vars(a)[key]
+            if isinstance(value, dict):
+                assert list(mine) == list(value) and all(same(mine[k], value[k]) for k in value), key
+            else:
+                assert same(mine, value), key
+    assert read_sqlite_trials(url, "absent") is None
+    assert read_sqlite_trials("postgresql://nowhere/db", "fast") is None
