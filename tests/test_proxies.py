@@ -353,3 +353,14 @@ def test_score_api_uses_the_score_cache(tmp_path):
     with pytest.raises(SpaceError) as err:
         score_architectures(["|bogus~0|"], tmp_path / "space.toml", ["snip"], cache=False)
     assert "line 1" in str(err.value)
+
+
+def test_flexibert_records_are_reduced_to_their_architecture_keys():
+    import json
+
+    from automl_plugins.proxies.score import _arch_text
+
+    record = {"id": 3, "hidden_size": 128, "encoder_layers": [{"operation_type": "SA"}], "glue": 70.1}
+    assert json.loads(_arch_text(json.dumps(record))) == {"hidden_size": 128,
+                                                          "encoder_layers": [{"operation_type": "SA"}]}
+    assert _arch_text(f"  {GOOD_CELL} ") == GOOD_CELL
