@@ -300,3 +300,15 @@ def test_transformer_proxies_on_a_model_without_the_contract_give_nan_with_a_rea
     evaluator = ProxyEvaluator.configure({"proxies": ["head_confidence"]})
     result = evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu"))
     assert math.isnan(result.scores["head_confidence"]) and "ffn_first_layers" in result.reasons["head_confidence"]
+
+
+def test_lga_eval_mode_vectorised_gradients_equal_the_loop():
+    from automl_plugins.proxies.lga import per_sample_gradients, per_sample_gradients_independent
+
+    task = DigitsTask.configure({"image_size": 8, "channels": 1, "batch_size": 6})
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(72, 10))
+    model.eval()
+    inputs = task.batch(6).inputs
+    torch.testing.assert_close(per_sample_gradients_independent(model, inputs), per_sample_gradients(model, inputs))
+    candidate = candidate_for(mlp, "cell", task)
+    assert not math.isnan(LgaProxy.configure({"mode": "eval"}).score(candidate, task.batch(6)).value)
