@@ -56,7 +56,8 @@ class EvalContext:
     """What an evaluator may use besides the candidate: the trial (for intermediate values), seed, device.
 
     ``report(value, step)`` forwards an intermediate value to the trial and raises
-    ``optuna.TrialPruned`` when the study's pruner says stop. Other runners (Ray Tune) pass their own
+    ``optuna.TrialPruned`` when the study's pruner says stop (single-objective studies only: Optuna's
+    pruners do not take several objectives, so there the value is only recorded). Other runners (Ray Tune) pass their own
     context with the same two methods.
     """
 
@@ -71,6 +72,8 @@ class EvalContext:
         self.curve.append(float(value))
         if self.trial is None or not isinstance(self.trial, optuna.Trial):
             return
+        if len(self.trial.study.directions) > 1:
+            return  # Optuna's pruners rank one objective: multi-objective trials keep only the curve
         self.trial.report(float(value), step)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step} with value {value:.6g}")

@@ -25,6 +25,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "automl_plugins.architectures",
     "automl_plugins.proxies",
     "automl_plugins.evaluators",
+    "automl_plugins.recipe",
 )
 
 ENTRY_POINT_GROUP = "automl"

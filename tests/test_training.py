@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -84,3 +85,72 @@ def test_divergence_fails_the_trial():
 class _NanLoss(torch.nn.Module):
     def forward(self, logits, targets):
         return logits.sum() * math.nan
+
+
+# -- the joint compression search from search_spaces/compress_digits.toml ------------------------------
+SPACE_FILE = Path(__file__).resolve().parents[1] / "search_spaces" / "compress_digits.toml"
+
+
+def _compress_file(tmp_path, evaluator: str, objectives: str, n_trials: int, study: str = "") -> Path:
+    """The bundled file made tiny (4 channels, few trials), with its evaluator and objectives replaced."""
+    text = SPACE_FILE.read_text()
+    head = text[: text.index("[evaluator]")]
+    head = head.replace("channels = 8", "channels = 4").replace("n_trials = 40", f"n_trials = {n_trials}")
+    head = head.replace("population_size = 10", "population_size = 4") + study
+    path = tmp_path / "compress.toml"
+    path.write_text(head + evaluator + "\n" + objectives)
+    return path
+
+
+def test_bundled_compression_space_validates():
+    space = automl.SearchSpace.from_file(SPACE_FILE)
+    kinds = [dim.kind for _, dim in space.dimensions]
+    assert kinds == ["architecture", "normalization", "loss", "pruning", "quantization"]
+    assert space.metrics == ["val_accuracy", "size_bits"] and space.evaluator.name == "training"
+
+
+def test_joint_search_with_proxies_prints_pareto_front(tmp_path, storage, capsys):
+    from automl.cli import main
+
+    path = _compress_file(tmp_path, '[evaluator]\nname = "proxies"\nproxies = ["synflow"]\n',
+                          '[[objectives]]\nmetric = "synflow"\ndirection = "maximize"\n\n'
+                          '[[objectives]]\nmetric = "size_bits"\ndirection = "minimize"\n', 8)
+    assert main(["run", str(path), "--storage", storage, "--quiet"]) == 0
+    study = optuna.load_study(study_name="compress-digits", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= 6
+    assert len({t.values[1] for t in complete}) > 1  # compression changes the size
+    capsys.readouterr()
+    assert main(["show", "compress-digits", "--storage", storage]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto front" in out and "synflow, size_bits" in out and "quantization.weight_bits" in out
+
+
+def test_joint_search_with_training_prints_pareto_front(tmp_path, storage, capsys):
+    from automl.cli import main
+
+    path = _compress_file(tmp_path, '[evaluator]\nname = "training"\nepochs = 2\nmax_train_samples = 160\n',
+                          '[[objectives]]\nmetric = "val_accuracy"\ndirection = "maximize"\n\n'
+                          '[[objectives]]\nmetric = "size_bits"\ndirection = "minimize"\n', 4)
+    assert main(["run", str(path), "--storage", storage, "--quiet"]) == 0
+    study = optuna.load_study(study_name="compress-digits", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= 3
+    for trial in complete:
+        assert len(trial.user_attrs["result"]["info"]["curve"]) == 2  # recorded, though not pruned
+    capsys.readouterr()
+    assert main(["show", "compress-digits", "--storage", storage]) == 0
+    assert "Pareto front" in capsys.readouterr().out
+
+
+def test_joint_search_with_training_and_a_pruner(tmp_path, storage):
+    path = _compress_file(tmp_path, '[evaluator]\nname = "training"\nepochs = 3\nmax_train_samples = 160\n',
+                          '[[objectives]]\nmetric = "val_accuracy"\ndirection = "maximize"\n', 7,
+                          study='\n')
+    text = path.read_text().replace('sampler = "nsga2"', 'sampler = "random"')
+    text = text.replace("sampler_options = { population_size = 4 }", "")
+    text = text.replace('pruner = "none"', 'pruner = "median"\npruner_options = { n_startup_trials = 2 }')
+    path.write_text(text)
+    study = automl.search(str(path), storage=storage)
+    states = {t.state for t in study.trials}
+    assert optuna.trial.TrialState.PRUNED in states and optuna.trial.TrialState.COMPLETE in states

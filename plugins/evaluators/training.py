@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from automl import Batch, EvalResult, Evaluator, Option, TrialFailed
 from automl.costs import compute_costs

@@ -6,9 +6,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import networkx as nx
 import torch.nn as nn
 
 from automl import Architecture, ArchitectureDimension, Option, ScopedTrial, SpaceError, Task
+from automl_plugins.architectures.nb201.graph import benchmark_id, cell_graph, draw_cell, function_id
 from automl_plugins.architectures.nb201.model import NB201Network
 
 OPERATIONS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -57,8 +59,21 @@ class NB201Architecture(Architecture):
             nodes.append("|" + "|".join(entries) + "|")
         return "+".join(nodes)
 
+    def graph(self) -> nx.DiGraph:
+        """The cell as a networkx graph (nodes 0..3, attribute ``op`` on each edge)."""
+        return cell_graph(self.ops, EDGES)
+
     def canonical_id(self) -> str:
-        return self.to_string()
+        """Equal for isomorphic cells, by the benchmark's convention (6,466 classes; see ``graph.py``)."""
+        return benchmark_id(self.graph())
+
+    def function_id(self) -> str:
+        """Equal exactly for cells that compute the same function (4,930 classes; see ``graph.py``)."""
+        return function_id(self.graph())
+
+    def draw(self) -> str:
+        """The cell, one line per node, with parts that cannot affect the output marked."""
+        return draw_cell(self.graph())
 
     def build(self, task: Task, norm_layer: Any = None, options: Mapping[str, Any] | None = None) -> nn.Module:
         return NB201Network(self.ops, EDGES, channels=self.channels, cells_per_stage=self.cells_per_stage,

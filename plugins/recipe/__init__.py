@@ -1,0 +1,20 @@
+"""Training-recipe and compression dimensions: normalization, loss, pruning masks, bit-widths, data pruning."""
+
+from automl import hookimpl
+from automl_plugins.recipe.data import DataPruningDimension
+from automl_plugins.recipe.losses import LossDimension
+from automl_plugins.recipe.normalization import NormalizationDimension
+from automl_plugins.recipe.pruning import PruningDimension
+from automl_plugins.recipe.quantization import QuantizationDimension
+
+__all__ = ["DataPruningDimension", "LossDimension", "NormalizationDimension", "PruningDimension",
+           "QuantizationDimension"]
+
+
+@hookimpl
+def register_dimensions(register):
+    register(NormalizationDimension)
+    register(LossDimension)
+    register(PruningDimension)
+    register(QuantizationDimension)
+    register(DataPruningDimension)

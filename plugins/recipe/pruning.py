@@ -1,0 +1,232 @@
+"""Pruning masks through ``torch.nn.utils.prune``: magnitude, random, SNIP, channel (Ln) and N:M.
+
+Masks are real: ``prune`` keeps ``weight_orig`` and a ``weight_mask`` buffer and the forward pass uses
+their product, so pruned weights are zero in every forward pass and stay zero under training (their
+gradient is masked too). Every function here prunes a model in place; the dimension at the bottom
+chooses among them per trial.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from automl import MODEL, Dimension, Option, ScopedTrial, SpaceError
+from automl_plugins.recipe import _weights
+from automl_plugins.recipe._weights import weight_layers
+
+METHODS = ("magnitude", "random", "snip", "channel", "nm")
+SCOPES = ("global", "layer")
+
+
+def prunable_layers(model: nn.Module, skip_last: bool = True) -> list[tuple[str, nn.Module]]:
+    """The Conv and Linear layers a mask may go on; the last one (the classifier) is kept whole by default."""
+    layers = weight_layers(model)
+    return layers[:-1] if skip_last and len(layers) > 1 else layers
+
+
+def _finish(modules: list[nn.Module]) -> None:
+    # A new prune hook lands after the weight pipeline's: put the pipeline back last. It also leaves
+    # ``weight`` a plain tensor until the next forward pass, so a freshly pruned model can be deep-copied.
+    for module in modules:
+        if hasattr(module, "weight_mask"):
+            _weights.install(module)
+
+
+def prune_unstructured(model: nn.Module, sparsity: float | Mapping[str, float], method: str = "magnitude", *,
+                       scores: Mapping[str, torch.Tensor] | None = None, skip_last: bool = True,
+                       seed: int = 0) -> None:
+    """Unstructured masks: a float ``sparsity`` is global (ranked over every layer together), a mapping
+    gives each layer (by module name) its own. ``method``: ``magnitude`` (|w|), ``random``, or ``snip``
+    (``scores`` from ``snip_scores``).
+
+    The number of weights removed is ``round(sparsity × count)``, exactly.
+    """
+    layers = prunable_layers(model, skip_last)
+    if method == "snip" and scores is None:
+        raise ValueError("snip pruning needs scores (see snip_scores)")
+    generator = torch.Generator().manual_seed(seed)
+
+    def score_of(name: str, module: nn.Module) -> torch.Tensor:
+        weight = _weights.effective_weight(module).detach()
+        if method == "magnitude":
+            return weight.abs()
+        if method == "random":
+            return torch.rand(weight.shape, generator=generator).to(weight.device)
+        if method == "snip":
+            return scores[name].to(weight.device)
+        raise ValueError(f"unknown unstructured pruning method {method!r} (methods: magnitude, random, snip)")
+
+    all_scores = {name: score_of(name, module) for name, module in layers}
+    # Weights pruned already (an earlier mask) rank lowest so a mask never revives them.
+    for name, module in layers:
+        mask = getattr(module, "weight_mask", None)
+        if mask is not None:
+            all_scores[name] = torch.where(mask.bool(), all_scores[name], torch.full_like(all_scores[name], -1.0))
+    if isinstance(sparsity, Mapping):
+        for name, module in layers:
+            amount = float(sparsity.get(name, 0.0))
+            _apply_mask(module, _lowest_mask(all_scores[name], amount))
+    else:
+        flat = torch.cat([s.flatten().float().cpu() for s in all_scores.values()])
+        keep = _lowest_mask(flat, float(sparsity))
+        offset = 0
+        for name, module in layers:
+            n = all_scores[name].numel()
+            _apply_mask(module, keep[offset: offset + n].view_as(all_scores[name]).to(all_scores[name].device))
+            offset += n
+    _finish([m for _, m in layers])
+
+
+def _lowest_mask(scores: torch.Tensor, amount: float) -> torch.Tensor:
+    """A 0/1 mask that zeroes the ``round(amount × n)`` lowest scores (ties broken by position)."""
+    n = scores.numel()
+    k = round(amount * n)
+    mask = torch.ones(n, device=scores.device)
+    if k > 0:
+        order = torch.argsort(scores.flatten().float(), stable=True)
+        mask[order[:k]] = 0.0
+    return mask.view_as(scores)
+
+
+def _apply_mask(module: nn.Module, mask: torch.Tensor) -> None:
+    prune.custom_from_mask(module, "weight", mask.to(dtype=module.weight.dtype))
+
+
+def snip_scores(model: nn.Module, batch: Any, loss: nn.Module, skip_last: bool = True) -> dict[str, torch.Tensor]:
+    """Connection sensitivity |∂L/∂w ⊙ w| of each prunable weight on one minibatch (SNIP, Lee et al. 2019).
+
+    Computed on a copy, so the model's batch-norm statistics and gradients stay untouched.
+    """
+    probe = copy.deepcopy(model)
+    probe.train()
+    device = next(probe.parameters()).device
+    inputs, targets = batch.inputs.to(device), batch.targets.to(device)
+    logits = probe(inputs)
+    if logits.dim() > 2:
+        logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    probe.zero_grad(set_to_none=True)
+    loss(logits, targets).backward()
+    out = {}
+    for name, module in prunable_layers(probe, skip_last):
+        weight = getattr(module, "weight_orig", None)
+        weight = module.weight if weight is None else weight
+        grad = weight.grad if weight.grad is not None else torch.zeros_like(weight)
+        out[name] = (grad * weight).detach().abs()
+    return out
+
+
+def prune_channels(model: nn.Module, sparsity: float | Mapping[str, float], norm: int = 1, *,
+                   skip_last: bool = True) -> None:
+    """Structured pruning: remove the output channels (rows) with the smallest Ln norm in each layer.
+
+    ``round(sparsity × out_channels)`` channels per layer, exactly (``prune.ln_structured``), except that
+    one channel always stays: a layer without outputs would cut the network.
+    """
+    layers = prunable_layers(model, skip_last)
+    for name, module in layers:
+        amount = float(sparsity.get(name, 0.0)) if isinstance(sparsity, Mapping) else float(sparsity)
+        channels = module.weight.shape[0]
+        count = min(round(amount * channels), channels - 1)
+        if count > 0:
+            prune.ln_structured(module, "weight", amount=count, n=norm, dim=0)
+    _finish([m for _, m in layers])
+
+
+def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Keep the ``n`` largest-magnitude weights in every group of ``m`` consecutive fan-in weights."""
+    rows = weight.detach().reshape(weight.shape[0], -1).abs()
+    fan_in = rows.shape[1]
+    pad = (-fan_in) % m
+    if pad:
+        # A short last group keeps up to n of its real members: padding ranks below every weight.
+        rows = torch.cat([rows, torch.full((rows.shape[0], pad), -1.0, device=rows.device)], dim=1)
+    groups = rows.reshape(rows.shape[0], -1, m)
+    top = groups.topk(n, dim=-1).indices
+    mask = torch.zeros_like(groups).scatter_(-1, top, 1.0)
+    return mask.reshape(rows.shape[0], -1)[:, :fan_in].reshape(weight.shape)
+
+
+def prune_nm(model: nn.Module, n: int = 2, m: int = 4, *, skip_last: bool = True) -> None:
+    """N:M semi-structured sparsity (2:4 runs fast on sparse tensor cores) on every prunable layer."""
+    layers = prunable_layers(model, skip_last)
+    for _, module in layers:
+        existing = getattr(module, "weight_mask", None)
+        scores = _weights.effective_weight(module).detach().abs()
+        if existing is not None:
+            scores = scores * existing
+        _apply_mask(module, nm_mask(scores, n, m))
+    _finish([m for _, m in layers])
+
+
+def sparsity_of(model: nn.Module, skip_last: bool = True) -> float:
+    """The fraction of zero weights over the prunable layers (as the masks leave them)."""
+    zeros = total = 0
+    for _, module in prunable_layers(model, skip_last):
+        weight = _weights.effective_weight(module)
+        zeros += int((weight == 0).sum())
+        total += weight.numel()
+    return zeros / max(total, 1)
+
+
+class PruningDimension(Dimension):
+    name = "pruning"
+    kind = "pruning"
+    stage = MODEL
+    description = ("weight pruning masks: magnitude, random or SNIP (global or per-layer sparsity), "
+                   "channel pruning (Ln) or N:M")
+    options = {
+        "methods": Option(list, default=list(METHODS), item_type=str, choices=METHODS, min_items=1,
+                          help="pruning methods to choose from"),
+        "sparsities": Option(list, default=[0.0, 0.5, 0.75, 0.9], item_type=float, min=0.0, max=0.99,
+                             min_items=1, help="sparsities to choose from (fraction of weights removed)"),
+        "scopes": Option(list, default=["global"], item_type=str, choices=SCOPES, min_items=1,
+                         help="global: one sparsity ranked over all layers; layer: a sparsity per layer"),
+        "channel_norms": Option(list, default=[1, 2], item_type=int, choices=(1, 2), min_items=1,
+                                help="the Ln norm that ranks channels"),
+        "patterns": Option(list, default=["2:4"], item_type=str, min_items=1, help="N:M patterns, e.g. 2:4"),
+        "snip_batch_size": Option(int, default=64, min=1, help="minibatch size for SNIP's sensitivities"),
+        "skip_last": Option(bool, default=True, help="never prune the last layer (the classifier)"),
+    }
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        for i, pattern in enumerate(settings["patterns"]):
+            n, _, m = pattern.partition(":")
+            if not (n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
+                raise SpaceError(f"{pattern!r} is not an N:M pattern with 0 < N < M", key=f"patterns[{i}]")
+
+    def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
+        method = trial.suggest_categorical("method", self.settings["methods"])
+        skip_last = self.settings["skip_last"]
+        if method == "nm":
+            pattern = trial.suggest_categorical("pattern", self.settings["patterns"])
+            n, m = (int(v) for v in pattern.split(":"))
+            candidate.add_transform(trial.prefix, lambda model, _c: prune_nm(model, n, m, skip_last=skip_last))
+            return
+        scope = trial.suggest_categorical("scope", self.settings["scopes"])
+        if scope == "global":
+            sparsity: float | dict[str, float] = trial.suggest_categorical("sparsity", self.settings["sparsities"])
+        else:
+            # Define-by-run: one choice per prunable layer of this candidate's own model.
+            sparsity = {name: trial.suggest_categorical(f"sparsity.{name}", self.settings["sparsities"])
+                        for name, _ in prunable_layers(candidate.reference_model, skip_last)}
+        if method == "channel":
+            norm = trial.suggest_categorical("norm", self.settings["channel_norms"])
+            candidate.add_transform(trial.prefix,
+                                    lambda model, _c: prune_channels(model, sparsity, norm, skip_last=skip_last))
+            return
+        batch_size = self.settings["snip_batch_size"]
+
+        def transform(model: nn.Module, cand: Any) -> None:
+            scores = None
+            if method == "snip":
+                scores = snip_scores(model, cand.task.batch(batch_size, seed=cand.seed), cand.loss, skip_last)
+            prune_unstructured(model, sparsity, method, scores=scores, skip_last=skip_last, seed=cand.seed)
+
+        candidate.add_transform(trial.prefix, transform)

@@ -1,0 +1,219 @@
+"""Pruning masks: exact sparsity, masks that hold under training, N:M groups, SNIP, channels, data pruning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import automl
+from automl_plugins.recipe.data import prototype_scores, select_training_subset
+from automl_plugins.recipe.pruning import (
+    nm_mask,
+    prunable_layers,
+    prune_channels,
+    prune_nm,
+    prune_unstructured,
+    snip_scores,
+)
+
+ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+
+
+def _space(*dims):
+    return automl.SearchSpace.from_dict({
+        "study": {"name": "p", "n_trials": 2, "sampler": "random"},
+        "task": {"name": "digits", "batch_size": 16, "image_size": 16},
+        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}, *dims],
+        "evaluator": {"name": "proxies", "proxies": ["params"]},
+        "objectives": [{"metric": "params"}],
+    })
+
+
+def _model():
+    return _space().candidate_from_arch(ARCH).build_model()
+
+
+def _zeros(module):
+    return int((module.weight == 0).sum())
+
+
+def _train_step(model, lr=0.5):
+    x = torch.randn(8, 3, 16, 16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(x).square().mean().backward()
+        optimizer.step()
+    model(x)  # the forward pass recomputes every layer's weight from weight_orig × weight_mask
+
+
+@pytest.mark.parametrize("method", ["magnitude", "random"])
+def test_per_layer_sparsity_is_exact_and_holds_under_training(method):
+    model = _model()
+    layers = prunable_layers(model)
+    amounts = {name: [0.3, 0.5, 0.75][i % 3] for i, (name, _) in enumerate(layers)}
+    prune_unstructured(model, amounts, method)
+    for name, module in layers:
+        assert _zeros(module) == round(amounts[name] * module.weight.numel())
+    masks = {name: module.weight_mask.clone() for name, module in layers}
+    _train_step(model)
+    for name, module in layers:
+        assert torch.all(module.weight[masks[name] == 0] == 0)
+        assert _zeros(module) == round(amounts[name] * module.weight.numel())
+
+
+def test_global_magnitude_sparsity_is_exact_over_all_layers():
+    model = _model()
+    layers = prunable_layers(model)
+    prune_unstructured(model, 0.6, "magnitude")
+    total = sum(m.weight.numel() for _, m in layers)
+    assert sum(_zeros(m) for _, m in layers) == round(0.6 * total)
+    # Magnitude: every kept weight is at least as large as every pruned one.
+    kept = torch.cat([m.weight_orig[m.weight_mask == 1].abs() for _, m in layers])
+    pruned = torch.cat([m.weight_orig[m.weight_mask == 0].abs() for _, m in layers])
+    assert kept.min() >= pruned.max()
+    # The classifier stays whole.
+    assert not hasattr(model.classifier, "weight_mask")
+
+
+def test_snip_keeps_the_most_sensitive_connections():
+    candidate = _space().candidate_from_arch(ARCH)
+    model = candidate.build_model()
+    batch = candidate.task.batch(16)
+    scores = snip_scores(model, batch, candidate.loss)
+    prune_unstructured(model, 0.5, "snip", scores=scores)
+    layers = prunable_layers(model)
+    total = sum(m.weight.numel() for _, m in layers)
+    assert sum(_zeros(m) for _, m in layers) == round(0.5 * total)
+    kept = torch.cat([scores[n][m.weight_mask == 1] for n, m in layers])
+    pruned = torch.cat([scores[n][m.weight_mask == 0] for n, m in layers])
+    assert kept.min() >= pruned.max()
+
+
+def test_channel_pruning_removes_whole_rows_by_norm_and_flops_drop():
+    model = _model()
+    dense = automl.costs.count_flops(model, torch.randn(1, 3, 16, 16))
+    prune_channels(model, 0.5, norm=2)
+    for _, module in prunable_layers(model):
+        rows = module.weight.reshape(module.weight.shape[0], -1)
+        dead = (rows.abs().sum(1) == 0)
+        assert int(dead.sum()) == round(0.5 * module.weight.shape[0])
+        norms = module.weight_orig.reshape(rows.shape[0], -1).norm(dim=1)
+        assert norms[~dead].min() >= norms[dead].max()
+    assert automl.costs.count_flops(model, torch.randn(1, 3, 16, 16)) < dense
+
+
+def test_nm_masks_have_n_nonzeros_in_every_group():
+    weight = torch.randn(6, 4, 3, 3)
+    mask = nm_mask(weight, 2, 4)
+    groups = mask.reshape(6, -1, 4)
+    assert torch.all(groups.sum(-1) == 2)
+    model = _model()
+    prune_nm(model, 2, 4)
+    _train_step(model)
+    for _, module in prunable_layers(model):
+        rows = module.weight.reshape(module.weight.shape[0], -1)
+        if rows.shape[1] % 4 == 0:
+            assert torch.all((rows.reshape(rows.shape[0], -1, 4) != 0).sum(-1) <= 2)
+            assert torch.all(module.weight_mask.reshape(rows.shape[0], -1, 4).sum(-1) == 2)
+
+
+def test_dimension_per_layer_choices_follow_the_model():
+    space = _space({"name": "pruning", "methods": ["magnitude"], "scopes": ["layer"], "sparsities": [0.0, 0.5]})
+    study = automl.search(space, storage=":memory:", n_trials=2)
+    trial = study.trials[0]
+    assert trial.state.name == "COMPLETE"
+    layer_params = [k for k in trial.params if k.startswith("pruning.sparsity.")]
+    candidate = space.candidate(trial.params)
+    names = [n for n, _ in prunable_layers(candidate.reference_model)]
+    assert sorted(layer_params) == sorted(f"pruning.sparsity.{n}" for n in names)
+    # Another cell has other layers, so other parameters (define-by-run).
+    other = study.trials[1]
+    other_names = [n for n, _ in prunable_layers(space.candidate(other.params).reference_model)]
+    assert sorted(k for k in other.params if k.startswith("pruning.sparsity.")) == sorted(
+        f"pruning.sparsity.{n}" for n in other_names)
+    model = candidate.build_model()
+    for name, module in prunable_layers(model):
+        assert _zeros(module) == round(trial.params[f"pruning.sparsity.{name}"] * module.weight.numel())
+
+
+@pytest.mark.parametrize("method", ["magnitude", "random", "snip", "channel", "nm"])
+def test_every_method_builds_and_trains_a_step(method):
+    space = _space({"name": "pruning", "methods": [method], "sparsities": [0.75]})
+    params = {"pruning.method": method, "pruning.scope": "global", "pruning.sparsity": 0.75, "pruning.norm": 1,
+              "pruning.pattern": "2:4"}
+    candidate = space.candidate_from_arch(ARCH, params)
+    model = candidate.build_model()
+    masks = [m.weight_mask.clone() for _, m in prunable_layers(model)]
+    batch = candidate.task.batch(16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    candidate.loss(model(batch.inputs), batch.targets).backward()
+    optimizer.step()
+    model(batch.inputs)
+    for mask, (_, module) in zip(masks, prunable_layers(model)):
+        assert torch.all(module.weight[mask == 0] == 0)
+    assert automl.costs.count_params(model) < automl.costs.count_params(candidate.reference_model)
+
+
+def test_bad_pattern_is_a_space_error():
+    with pytest.raises(automl.SpaceError, match="patterns"):
+        _space({"name": "pruning", "patterns": ["4:2"]})
+
+
+def test_data_pruning_keeps_the_requested_fraction():
+    candidate = _space().candidate_from_arch(ARCH)
+    train = candidate.task.split("train")
+    train = automl.Batch(train.inputs[:120], train.targets[:120])
+    for score in ("el2n", "prototype", "random"):
+        candidate.recipe = {"data_keep_fraction": 0.25, "data_score": score, "data_score_steps": 2}
+        keep, used = select_training_subset(candidate, train)
+        assert used == score and len(keep) == 30 and len(set(keep.tolist())) == 30
+    # Hard examples are far from their prototype: keeping the hardest keeps the largest distances.
+    candidate.recipe = {"data_keep_fraction": 0.25, "data_score": "prototype", "data_keep": "hard"}
+    keep, _ = select_training_subset(candidate, train)
+    distances = prototype_scores(train, clusters=10, seed=candidate.seed)
+    rest = torch.ones(120, dtype=torch.bool)
+    rest[keep] = False
+    assert distances[keep].min() >= distances[rest].max()
+
+
+def test_data_pruning_dimension_shrinks_training():
+    space = automl.SearchSpace.from_dict({
+        "study": {"name": "d", "n_trials": 1, "sampler": "random"},
+        "task": {"name": "digits", "batch_size": 32, "image_size": 16},
+        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1},
+                       {"name": "data_pruning", "fractions": [0.5], "scores": ["random"]}],
+        "evaluator": {"name": "training", "epochs": 1, "max_train_samples": 100},
+        "objectives": [{"metric": "val_accuracy"}],
+    })
+    study = automl.search(space, storage=":memory:")
+    info = study.trials[0].user_attrs["result"]["info"]
+    assert info["train_samples"] == 50 and info["data_score"] == "random"
+
+
+def test_pruned_zero_is_not_revived_by_a_later_mask():
+    layer = nn.Conv2d(4, 8, 3)
+    model = nn.Sequential(layer, nn.Flatten(), nn.Linear(8, 2))
+    prune_unstructured(model, {"0": 0.5}, "random")
+    first = layer.weight_mask.clone()
+    prune_unstructured(model, {"0": 0.75}, "magnitude")
+    assert torch.all(layer.weight_mask[first == 0] == 0)
+    assert _zeros(layer) == round(0.75 * layer.weight.numel())
+
+
+@pytest.mark.parametrize("norm", ["batch", "bcn"])
+def test_compressed_models_can_be_copied_and_rebuilt_identically(norm):
+    import copy
+
+    space = _space({"name": "normalization", "norms": [norm]}, {"name": "pruning"}, {"name": "quantization"})
+    params = {"normalization.norm": norm, "normalization.groups": 2, "pruning.method": "snip",
+              "pruning.scope": "global", "pruning.sparsity": 0.5, "quantization.weight_bits": 4,
+              "quantization.activation_bits": 8, "quantization.granularity": "per_tensor",
+              "quantization.scheme": "asymmetric"}
+    candidate = space.candidate_from_arch(ARCH, params)
+    first, second = candidate.build_model(), candidate.build_model()
+    twin = copy.deepcopy(first)
+    x = candidate.task.batch(4).inputs
+    first.eval(), second.eval(), twin.eval()
+    assert torch.equal(first(x), second(x)) and torch.equal(first(x), twin(x))
