@@ -31,6 +31,7 @@ from scipy.stats import kendalltau, spearmanr
 
 import automl
 from automl import EvalContext, SearchSpace, get_registry
+from automl_plugins.proxies.score import record_to_arch
 
 CELL_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "nwot", "synflow", "zen", "params", "flops"]
 # Spearman ρ on CIFAR-10: Abdelfattah et al. 2021 (all 15,625 cells) and NAS-Bench-Suite-Zero (725 cells).
@@ -160,7 +161,7 @@ def flexibert_section(proxies: list[str], sample: int | None = None, batch_size:
     truth: dict[str, tuple[float]] = {}
     ms = []
     for record in records:
-        text = json.dumps({k: v for k, v in record.items() if k in ("hidden_size", "encoder_layers")})
+        text = record_to_arch(record)
         candidate = space.candidate_from_arch(text)
         t0 = time.perf_counter()
         scores[str(record["id"])] = space.evaluator.evaluate(candidate, context).scores
