@@ -27,11 +27,11 @@ import time
 
 import numpy as np
 import torch
+from automl_plugins.proxies.score import record_to_arch
 from scipy.stats import kendalltau, spearmanr
 
 import automl
 from automl import EvalContext, SearchSpace, get_registry
-from automl_plugins.proxies.score import record_to_arch
 
 CELL_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "nwot", "synflow", "zen", "params", "flops"]
 # Spearman ρ on CIFAR-10: Abdelfattah et al. 2021 (all 15,625 cells) and NAS-Bench-Suite-Zero (725 cells).
