@@ -287,7 +287,9 @@ def test_synaptic_saliency_equals_a_direct_backward():
     candidate = candidate_for(TinyEncoder, "transformer")
     batch = candidate.task.batch(5)
     model, _, _ = direct_run(candidate, batch, backward=True)
-    expected = sum(float((m.weight.detach() * m.weight.grad).abs().sum()) for m in model.ffn_first_layers())
+    linears = [m for block in model.ffn for m in block if isinstance(m, nn.Linear)]
+    assert len(linears) == 4
+    expected = sum(float((m.weight.detach() * m.weight.grad).abs().sum()) for m in linears)
     assert value(SynapticSaliencyProxy.configure({}).score(candidate, batch)) == pytest.approx(expected, rel=1e-6)
 
 
