@@ -180,8 +180,8 @@ def flexibert_section(proxies: list[str], sample: int | None = None, batch_size:
         scores[str(record["id"])] = space.evaluator.evaluate(candidate, context).scores
         ms.append((time.perf_counter() - t0) * 1000.0)
         truth[str(record["id"])] = (record["glue"],)
-    lines = [f"FlexiBERT: {len(scores)} encoders, task {task!r} (32 tokens × {batch_size or 32} sequences), "
-             f"W-PCA over {wpca_batches} minibatch(es), {np.mean(ms):.0f} ms per encoder for all proxies", "",
+    lines = [(f"FlexiBERT: {len(scores)} encoders, task {task!r} (32 tokens × {batch_size or 32} sequences), "
+              f"W-PCA over {wpca_batches} minibatch(es), {np.mean(ms):.0f} ms per encoder for all proxies"), "",
              "| proxy | Kendall τ vs GLUE | Spearman ρ vs GLUE | published τ |", "|---|---|---|---|"]
     for proxy in usable:
         rho, tau, _ = correlations(scores, truth, proxy, 0)
