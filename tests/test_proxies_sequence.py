@@ -314,3 +314,15 @@ def test_lga_eval_mode_vectorised_gradients_equal_the_loop():
     torch.testing.assert_close(per_sample_gradients_independent(model, inputs), per_sample_gradients(model, inputs))
     candidate = candidate_for(mlp, "cell", task)
     assert not math.isnan(LgaProxy.configure({"mode": "eval"}).score(candidate, task.batch(6)).value)
+
+
+def test_evaluator_records_lga_training_and_repeats_transformer_scores_exactly():
+    candidate = candidate_for(TinyEncoder, "transformer")
+    evaluator = ProxyEvaluator.configure({"proxies": ["lga", "head_confidence", "wpca"], "batch_size": 6,
+                                          "proxy_options": {"lga": {"steps": 2}, "wpca": {"batches": 2}}})
+    context = EvalContext(None, seed=0, device="cpu")
+    first = evaluator.evaluate(candidate, context)
+    second = evaluator.evaluate(candidate, context)
+    assert first.scores == second.scores
+    assert first.info["lga"]["steps"] == 2 and len(first.info["wpca"]["components"]) == 2
+    assert set(first.info["proxy_ms"]) == {"lga", "head_confidence", "wpca"}
