@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
-
 import optuna
+import pytest
+import torch
 
 from automl.registry import reset_registry
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # The suite's networks are tiny: on a 2-core machine thread contention costs more than a second thread saves.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

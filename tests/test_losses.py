@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
-import automl
 from automl_plugins.recipe.losses import (
     LOSSES,
     AnyLoss,
@@ -18,6 +16,8 @@ from automl_plugins.recipe.losses import (
     make_loss,
     soft_confusion,
 )
+
+import automl
 
 
 @pytest.fixture

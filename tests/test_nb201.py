@@ -8,11 +8,17 @@ from importlib import resources
 
 import pytest
 import torch
-
-from automl import SearchSpace
-from automl_plugins.architectures.nb201 import EDGES, OPERATIONS, NB201Architecture, NB201Dimension, parse_arch
+from automl_plugins.architectures.nb201 import (
+    EDGES,
+    OPERATIONS,
+    NB201Architecture,
+    NB201Dimension,
+    parse_arch,
+)
 from automl_plugins.architectures.nb201.model import Cell, NB201Network, batch_norm
 from automl_plugins.tasks.digits import DigitsTask
+
+from automl import SearchSpace
 
 ALL_OPS = list(itertools.product(OPERATIONS, repeat=len(EDGES)))
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-import automl
 from automl_plugins.recipe.data import prototype_scores, select_training_subset
 from automl_plugins.recipe.pruning import (
     nm_mask,
@@ -16,8 +13,13 @@ from automl_plugins.recipe.pruning import (
     prune_unstructured,
     snip_scores,
 )
+from torch import nn
+
+import automl
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+
+
 
 
 def _space(*dims):
@@ -217,3 +219,44 @@ def test_compressed_models_can_be_copied_and_rebuilt_identically(norm):
     x = candidate.task.batch(4).inputs
     first.eval(), second.eval(), twin.eval()
     assert torch.equal(first(x), second(x)) and torch.equal(first(x), twin(x))
+
+
+def test_el2n_scores_sequence_models_per_example():
+    from automl_plugins.recipe.data import el2n_scores
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(11, 8)
+            self.head = nn.Linear(8, 11)
+
+        def forward(self, x):
+            return self.head(self.embed(x))
+
+    class Candidate:
+        seed = 0
+        loss = nn.CrossEntropyLoss()
+
+        def build_model(self, device=None):
+            torch.manual_seed(0)
+            return Tiny()
+
+    data = automl.Batch(torch.randint(0, 11, (20, 6)), torch.randint(0, 11, (20, 6)))
+    scores = el2n_scores(Candidate(), data, torch.device("cpu"), steps=2, batch_size=8)
+    assert scores.shape == (20,) and torch.all(scores >= 0)
+
+
+def test_unpruned_and_unquantized_choices_share_one_candidate_id():
+    space = _space({"name": "pruning"}, {"name": "quantization"})
+    dense = [space.candidate_from_arch(ARCH, {"pruning.method": method, "pruning.scope": "global",
+                                              "pruning.sparsity": 0.0, "pruning.norm": 2,
+                                              "quantization.weight_bits": 32, "quantization.activation_bits": 32})
+             for method in ("magnitude", "snip", "channel")]
+    assert len({c.id for c in dense}) == 1
+    pruned = space.candidate_from_arch(ARCH, {"pruning.method": "snip", "pruning.scope": "global",
+                                              "pruning.sparsity": 0.5, "quantization.weight_bits": 32,
+                                              "quantization.activation_bits": 32})
+    assert pruned.id != dense[0].id
+    model = dense[0].build_model()
+    assert not any(hasattr(m, "weight_mask") for m in model.modules())
+    assert all(m.automl_weight_bits == 32 for _, m in prunable_layers(model, skip_last=False))

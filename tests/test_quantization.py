@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import automl
 from automl_plugins.recipe._weights import weight_layers
 from automl_plugins.recipe.pruning import prune_unstructured
 from automl_plugins.recipe.quantization import BITS, make_fake_quant, quantize_model
 
+import automl
+
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+
+
 
 
 def _space(*dims):
@@ -123,3 +125,10 @@ def test_double_precision_copies_still_quantize():
     quantize_model(model, 4, 8, granularity="per_channel")
     out = model.double()(torch.ones(1, 3, 16, 16, dtype=torch.float64))
     assert out.dtype == torch.float64 and torch.isfinite(out).all()
+
+
+def test_compression_without_an_architecture_is_a_space_error():
+    with pytest.raises(automl.SpaceError, match="architecture dimension"):
+        automl.SearchSpace.from_dict({
+            "task": {"name": "digits"}, "dimensions": [{"name": "quantization"}],
+            "evaluator": {"name": "proxies", "proxies": ["params"]}, "objectives": [{"metric": "params"}]})

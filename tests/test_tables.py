@@ -8,9 +8,9 @@ from importlib import resources
 
 import optuna
 import pytest
+from automl_plugins.evaluators.tables import load_benchmark
 
 from automl import SearchSpace, SpaceError, StudyRunner, TrialFailed, evaluate
-from automl_plugins.evaluators.tables import load_benchmark
 
 
 def _nb201_rows() -> dict[str, tuple[float, float]]:

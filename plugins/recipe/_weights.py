@@ -92,3 +92,12 @@ def install(module: nn.Module) -> None:
     setattr(module, _HANDLE, module.register_forward_pre_hook(_hook))
     with torch.no_grad():
         module.weight = effective_weight(module)
+
+
+def require_architecture(space: object, dimension: str) -> None:
+    """Raise ``SpaceError`` when ``space`` has no architecture dimension to build the models ``dimension`` changes."""
+    from automl import SpaceError
+
+    if getattr(space, "architecture", None) is None:
+        raise SpaceError(f"the {dimension} dimension changes built models: add an architecture dimension "
+                         "(for example name = \"nb201\") to [[dimensions]]", key="dimensions")

@@ -38,9 +38,9 @@ def el2n_scores(candidate: Any, data: Batch, device: torch.device, steps: int = 
     model.train()
     for _ in range(steps):
         index = torch.randperm(len(data), generator=generator)[:batch_size].to(device)
-        logits = model(inputs[index])
+        logits, batch_targets = _flat(model(inputs[index]), targets[index])
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(logits, targets[index]).backward()
+        loss_fn(logits, batch_targets).backward()
         optimizer.step()
     model.eval()
     scores = []
@@ -48,8 +48,16 @@ def el2n_scores(candidate: Any, data: Batch, device: torch.device, steps: int = 
         for first in range(0, len(data), 512):
             p = F.softmax(model(inputs[first: first + 512]), dim=-1)
             y = F.one_hot(targets[first: first + 512], p.shape[-1]).to(p.dtype)
-            scores.append((p - y).norm(dim=-1).cpu())
+            error = (p - y).norm(dim=-1)
+            # Sequence models: an example's score is the mean over its positions.
+            scores.append(error.reshape(len(error), -1).mean(dim=1).cpu())
     return torch.cat(scores)
+
+
+def _flat(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if logits.dim() > 2:
+        return logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    return logits, targets
 
 
 def prototype_scores(data: Batch, clusters: int, seed: int = 0, dims: int = 32, iterations: int = 20) -> torch.Tensor:
@@ -57,8 +65,9 @@ def prototype_scores(data: Batch, clusters: int, seed: int = 0, dims: int = 32, 
     x = data.inputs.reshape(len(data), -1).float()
     x = x - x.mean(dim=0)
     q = min(dims, x.shape[0], x.shape[1])
-    _, _, v = torch.pca_lowrank(x, q=q, center=False, niter=4)
-    z = F.normalize(x @ v, dim=1)
+    # An exact SVD (not a randomised one) so the same data always gives the same scores.
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    z = F.normalize(x @ vh[:q].T, dim=1)
     generator = torch.Generator().manual_seed(seed)
     centroids = z[torch.randperm(len(z), generator=generator)[:clusters]].clone()
     for _ in range(iterations):

@@ -171,6 +171,9 @@ class NormalizationDimension(Dimension):
         if len(set(settings["norms"])) != len(settings["norms"]):
             raise SpaceError("norms lists a normalization twice", key="norms")
 
+    def validate(self, space: Any) -> None:
+        _weights.require_architecture(space, self.name)
+
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
         kind = trial.suggest_categorical("norm", self.settings["norms"])
         groups = 8

@@ -201,6 +201,9 @@ class PruningDimension(Dimension):
             if not (n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
                 raise SpaceError(f"{pattern!r} is not an N:M pattern with 0 < N < M", key=f"patterns[{i}]")
 
+    def validate(self, space: Any) -> None:
+        _weights.require_architecture(space, self.name)
+
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
         method = trial.suggest_categorical("method", self.settings["methods"])
         skip_last = self.settings["skip_last"]
@@ -216,8 +219,13 @@ class PruningDimension(Dimension):
             # Define-by-run: one choice per prunable layer of this candidate's own model.
             sparsity = {name: trial.suggest_categorical(f"sparsity.{name}", self.settings["sparsities"])
                         for name, _ in prunable_layers(candidate.reference_model, skip_last)}
+        norm = trial.suggest_categorical("norm", self.settings["channel_norms"]) if method == "channel" else 1
+        values = sparsity.values() if isinstance(sparsity, dict) else [sparsity]
+        if not any(values):
+            # Nothing pruned: every method gives the same model, so they share one candidate id (and cache entry).
+            candidate.set_canonical(trial.prefix, "dense")
+            return
         if method == "channel":
-            norm = trial.suggest_categorical("norm", self.settings["channel_norms"])
             candidate.add_transform(trial.prefix,
                                     lambda model, _c: prune_channels(model, sparsity, norm, skip_last=skip_last))
             return

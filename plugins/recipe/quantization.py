@@ -132,6 +132,9 @@ class QuantizationDimension(Dimension):
                             help="choose bit-widths per layer (define-by-run over the model's layers)"),
     }
 
+    def validate(self, space: Any) -> None:
+        _weights.require_architecture(space, self.name)
+
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
         s = self.settings
         weight_bits: int | dict[str, int]
@@ -146,8 +149,13 @@ class QuantizationDimension(Dimension):
             weight_bits = trial.suggest_categorical("weight_bits", s["weight_bits"])
             activation_bits = trial.suggest_categorical("activation_bits", s["activation_bits"])
             quantized = min(weight_bits, activation_bits) < FULL_PRECISION
+        if not quantized:
+            # Floating point throughout: only the (unchanged) bit-width attributes to set; one candidate id.
+            candidate.set_canonical(trial.prefix, "float")
+            candidate.add_transform(trial.prefix, lambda model, _c: quantize_model(model, FULL_PRECISION))
+            return
         # Granularity and scheme only matter when something is quantized (define-by-run).
-        granularity = trial.suggest_categorical("granularity", s["granularities"]) if quantized else "per_tensor"
-        scheme = trial.suggest_categorical("scheme", s["schemes"]) if quantized else "symmetric"
+        granularity = trial.suggest_categorical("granularity", s["granularities"])
+        scheme = trial.suggest_categorical("scheme", s["schemes"])
         candidate.add_transform(trial.prefix, lambda model, _c: quantize_model(
             model, weight_bits, activation_bits, granularity=granularity, scheme=scheme))
