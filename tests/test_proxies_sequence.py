@@ -326,3 +326,16 @@ def test_evaluator_records_lga_training_and_repeats_transformer_scores_exactly()
     assert first.scores == second.scores
     assert first.info["lga"]["steps"] == 2 and len(first.info["wpca"]["components"]) == 2
     assert set(first.info["proxy_ms"]) == {"lga", "head_confidence", "wpca"}
+
+
+def test_attention_proxies_of_an_encoder_without_attention_sum_to_zero():
+    def no_attention():
+        model = TinyEncoder()
+        model.attention_modules = lambda: []
+        return model
+
+    candidate = candidate_for(no_attention, "transformer")
+    batch = candidate.task.batch(4)
+    assert HeadConfidenceProxy.configure({}).score(candidate, batch).value == 0.0
+    averaged = HeadConfidenceProxy.configure({"reduce": "mean"}).score(candidate, batch)
+    assert math.isnan(averaged.value) and "average" in averaged.reason

@@ -150,7 +150,10 @@ class TransformerPassProxy(PassProxy):
 
     def reduce(self, values: list[float], what: str) -> float | ProxyValue:
         if not values:
-            return ProxyValue.nan(f"{self.name}: the model has no {what}")
+            if self.settings["reduce"] == "sum":
+                # A sum over no modules is 0, as in the reference (an encoder without attention layers).
+                return ProxyValue(0.0, None, {"modules": 0})
+            return ProxyValue.nan(f"{self.name}: the model has no {what} to average over")
         total = float(sum(values)) / (len(values) if self.settings["reduce"] == "mean" else 1)
         return total if math.isfinite(total) else ProxyValue.nan(f"{self.name} is not finite ({total})")
 
