@@ -331,7 +331,7 @@ def test_evaluator_records_lga_training_and_repeats_transformer_scores_exactly()
 def test_attention_proxies_of_an_encoder_without_attention_sum_to_zero():
     def no_attention():
         model = TinyEncoder()
-        model.attention_modules = lambda: []
+        model.attention_modules = list
         return model
 
     candidate = candidate_for(no_attention, "transformer")
