@@ -6,9 +6,9 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from automl.commands import Command
 from automl.errors import AutomlError
@@ -28,6 +28,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     _add_storage(parser)
     parser.add_argument("--study", default=None, help="study name (default: the file's [study] name)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the file's [study] seed)")
+    parser.add_argument("--sampler-seed", type=int, default=None,
+                        help="seed of the sampler only (default: --seed); one per process sharing a study")
+    parser.add_argument("--ray-address", default=None,
+                        help="Ray cluster for the ray_tune and two_stage strategies (auto or host:port)")
     parser.add_argument("--cache", default=None, help="score-cache file (default: $AUTOML_CACHE or automl-cache.db)")
     parser.add_argument("--no-cache", action="store_true", help="evaluate every candidate, even repeated ones")
     parser.add_argument("--device", default=None, help="torch device for evaluators (default: cuda if present)")
@@ -42,9 +46,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.trials is not None and args.trials < 1:
         raise AutomlError(f"--trials must be at least 1, got {args.trials}")
+    if args.ray_address:
+        os.environ["AUTOML_RAY_ADDRESS"] = args.ray_address
     space = SearchSpace.from_file(args.space)
     runner = StudyRunner(space, storage=args.storage, study_name=args.study, seed=args.seed,
-                         cache=False if args.no_cache else (args.cache or True), device=args.device)
+                         cache=False if args.no_cache else (args.cache or True), device=args.device,
+                         sampler_seed=args.sampler_seed)
     before = runner.finished_trials()
     if args.trials is None and runner.remaining() == 0:
         print(f"study {runner.study_name!r} already has {before} finished trials (budget "

@@ -26,6 +26,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "automl_plugins.proxies",
     "automl_plugins.evaluators",
     "automl_plugins.recipe",
+    "automl_plugins.ray_tune",
+    "automl_plugins.strategies",
+    "automl_tui.plugin",
 )
 
 ENTRY_POINT_GROUP = "automl"

@@ -40,9 +40,12 @@ class StudyRunner:
 
     def __init__(self, space: SearchSpace, *, storage: str | optuna.storages.BaseStorage | None = None,
                  study_name: str | None = None, seed: int | None = None,
-                 cache: ScoreCache | str | bool | None = True, device: str | None = None) -> None:
+                 cache: ScoreCache | str | bool | None = True, device: str | None = None,
+                 sampler_seed: int | None = None) -> None:
         self.space = space
         self.seed = space.study.seed if seed is None else seed
+        # Several processes sharing one study need different sampler seeds but the same evaluation seed.
+        self.sampler_seed = self.seed if sampler_seed is None else sampler_seed
         self.device = device
         if cache is True or cache is None:
             cache = ScoreCache()
@@ -53,12 +56,13 @@ class StudyRunner:
         self.study_name = study_name or space.study.name
         self.study = self._open_study()
         self.last_candidate: Candidate | None = None
+        self._progress: _Progress | None = None
         self._data_fingerprint: str | None = None
 
     def _open_study(self) -> optuna.Study:
         try:
             study = optuna.create_study(storage=self.storage, study_name=self.study_name,
-                                        sampler=self.space.make_sampler(self.seed), pruner=self.space.make_pruner(),
+                                        sampler=self.space.make_sampler(self.sampler_seed), pruner=self.space.make_pruner(),
                                         directions=self.space.directions, load_if_exists=True)
         except optuna.exceptions.OptunaError as err:
             raise AutomlError(f"study {self.study_name!r}: {err}") from None
@@ -86,7 +90,7 @@ class StudyRunner:
         budget = self.remaining() if n_trials is None else n_trials
         if budget <= 0:
             return self.study
-        progress = _Progress(self, budget) if show_progress else None
+        progress = self._progress = _Progress(self, budget) if show_progress else None
         try:
             if self.space.strategy is not None:
                 self.space.strategy.run(self, budget)
@@ -94,13 +98,12 @@ class StudyRunner:
                 callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [self._after_trial]
                 if n_trials is None:
                     callbacks.append(optuna.study.MaxTrialsCallback(self.space.study.n_trials, states=FINISHED))
-                if progress:
-                    callbacks.append(progress)
                 self.study.optimize(self.objective, n_trials=budget, timeout=timeout, catch=(Exception,),
                                     callbacks=callbacks)
         finally:
             if progress:
                 progress.close()
+            self._progress = None
         return self.study
 
     def run_trial(self, params: Mapping[str, Any] | None = None, *, evaluator: Evaluator | None = None,
@@ -148,7 +151,7 @@ class StudyRunner:
                       "info": {k: v for k, v in result.info.items() if k != "costs"}, "reasons": result.reasons,
                       "duration_s": round(time.perf_counter() - start, 6), "cached": cached}
             trial.set_user_attr("result", record)
-            return self._objective_values(result)
+            return self.objective_values(result)
         except optuna.TrialPruned as pruned:
             trial.set_user_attr("result", {"scores": {}, "costs": {}, "info": {"curve": context.curve},
                                            "reasons": {}, "duration_s": round(time.perf_counter() - start, 6),
@@ -191,7 +194,8 @@ class StudyRunner:
             self._data_fingerprint = self.space.task.fingerprint()
         return self._data_fingerprint
 
-    def _objective_values(self, result: EvalResult) -> list[float]:
+    def objective_values(self, result: EvalResult) -> list[float]:
+        """The objective values of ``result`` in the space's order; ``TrialFailed`` for a missing or NaN one."""
         values = []
         costs = result.info.get("costs", {})
         for metric in self.space.metrics:
@@ -205,9 +209,19 @@ class StudyRunner:
             values.append(float(value))
         return values
 
-    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        get_registry().hook.trial_finished(study=study, trial=trial, candidate=self.last_candidate)
+    def trial_finished(self, trial: FrozenTrial, candidate: Candidate | None = None) -> None:
+        """Tell the observers (the ``trial_finished`` hook, the progress bar) that ``trial`` ended.
+
+        Runners that record trials themselves (strategies, the Ray Tune searcher) call it after each tell.
+        """
+        candidate = candidate if candidate is not None else self.last_candidate
+        get_registry().hook.trial_finished(study=self.study, trial=trial, candidate=candidate)
         self.last_candidate = None
+        if self._progress is not None:
+            self._progress(self.study, trial)
+
+    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.trial_finished(trial)
 
 
 def _jsonable(values: Mapping[str, float]) -> dict[str, float | None]:

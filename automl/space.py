@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+import tomllib
 
 from automl.candidate import Candidate
 from automl.costs import COST_METRICS
@@ -198,12 +198,15 @@ class SearchSpace:
         return space
 
     def _validate_objectives(self) -> None:
-        allowed = list(self.evaluator.metrics()) + list(COST_METRICS)
+        strategy_metrics = list(self.strategy.metrics()) if self.strategy is not None else []
+        allowed = list(self.evaluator.metrics()) + [m for m in strategy_metrics
+                                                    if m not in self.evaluator.metrics()] + list(COST_METRICS)
         seen = set()
         for i, objective in enumerate(self.objectives):
             if objective.metric not in allowed:
+                of_strategy = f", of strategy {self.strategy.name!r}" if strategy_metrics else ""
                 raise SpaceError(f"{objective.metric!r} is neither a score of evaluator "
-                                 f"{self.evaluator.name!r} nor a cost figure",
+                                 f"{self.evaluator.name!r}{of_strategy} nor a cost figure",
                                  key=f"objectives[{i}].metric", allowed=allowed)
             if objective.metric in seen:
                 raise SpaceError(f"{objective.metric!r} is listed twice", key=f"objectives[{i}].metric")

@@ -20,6 +20,10 @@ class Strategy(Configurable):
     evaluation recorded in the study so that a re-run resumes instead of repeating.
     """
 
+    def metrics(self) -> list[str]:
+        """Scores the strategy's own evaluators produce (an oracle's), which objectives may also name."""
+        return []
+
     def validate(self, space: "SearchSpace") -> None:
         """Check rules that involve the rest of the space; raise ``SpaceError`` with a key path."""
 

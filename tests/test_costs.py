@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from automl_plugins.recipe.pruning import prune_channels, prune_unstructured
-from automl_plugins.recipe.quantization import quantize_model
 from torch import nn
 from torch.nn.utils import prune
 
 from automl.costs import compute_costs, count_flops, count_params, size_in_bits
+from automl_plugins.recipe.pruning import prune_channels, prune_unstructured
+from automl_plugins.recipe.quantization import quantize_model
 
 
 def _small():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
+import automl
 from automl_plugins.recipe.losses import (
     LOSSES,
     AnyLoss,
@@ -16,8 +18,6 @@ from automl_plugins.recipe.losses import (
     make_loss,
     soft_confusion,
 )
-
-import automl
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from automl_plugins.recipe.normalization import NORMS, BatchChannelNorm, PowerNorm, RMSNorm, make_norm
 from torch import nn
 
 import automl
+from automl_plugins.recipe.normalization import NORMS, BatchChannelNorm, PowerNorm, RMSNorm, make_norm
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 

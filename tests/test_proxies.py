@@ -7,6 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+import automl
+from automl import Architecture, Candidate, EvalContext, SearchSpace, SpaceError
 from automl_plugins.proxies.gradients import (
     CellGradientPass,
     FisherProxy,
@@ -19,10 +23,6 @@ from automl_plugins.proxies.gradients import (
 from automl_plugins.proxies.synflow import SynflowProxy
 from automl_plugins.proxies.zen import ZenProxy
 from automl_plugins.tasks.digits import DigitsTask
-from torch import nn
-
-import automl
-from automl import Architecture, Candidate, EvalContext, SearchSpace, SpaceError
 
 CELL_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "nwot", "synflow", "zen", "params", "flops"]
 GOOD_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -341,9 +341,8 @@ def test_score_command_writes_one_row_per_architecture(tmp_path, capsys):
 
 
 def test_score_api_uses_the_score_cache(tmp_path):
-    from automl_plugins.proxies import score_architectures
-
     from automl.cache import ScoreCache
+    from automl_plugins.proxies import score_architectures
 
     write_space(tmp_path / "space.toml")
     cache = ScoreCache(tmp_path / "c.db")

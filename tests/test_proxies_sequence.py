@@ -7,6 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+from automl import Architecture, Batch, Candidate, EvalContext, ProxyValue, Task
 from automl_plugins.evaluators.proxies import ProxyEvaluator
 from automl_plugins.proxies.lga import LgaProxy
 from automl_plugins.proxies.recurrent import HiddenCovProxy, hidden_covariance
@@ -18,9 +21,6 @@ from automl_plugins.proxies.transformer import (
     WpcaProxy,
 )
 from automl_plugins.tasks.digits import DigitsTask
-from torch import nn
-
-from automl import Architecture, Batch, Candidate, EvalContext, ProxyValue, Task
 
 K = 1e-5
 

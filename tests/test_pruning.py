@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
+import automl
 from automl_plugins.recipe.data import prototype_scores, select_training_subset
 from automl_plugins.recipe.pruning import (
     nm_mask,
@@ -13,9 +16,6 @@ from automl_plugins.recipe.pruning import (
     prune_unstructured,
     snip_scores,
 )
-from torch import nn
-
-import automl
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+import automl
 from automl_plugins.recipe._weights import weight_layers
 from automl_plugins.recipe.pruning import prune_unstructured
 from automl_plugins.recipe.quantization import BITS, make_fake_quant, quantize_model
-
-import automl
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 

@@ -8,9 +8,9 @@ from importlib import resources
 
 import optuna
 import pytest
-from automl_plugins.evaluators.tables import load_benchmark
 
 from automl import SearchSpace, SpaceError, StudyRunner, TrialFailed, evaluate
+from automl_plugins.evaluators.tables import load_benchmark
 
 
 def _nb201_rows() -> dict[str, tuple[float, float]]:
@@ -96,7 +96,7 @@ def test_a_missing_candidate_fails_its_trial_and_the_search_goes_on(tmp_path):
     ({"name": "table"}, "evaluator.path", "exactly one of"),
     ({"name": "table", "benchmark": "nb201", "path": "t.csv"}, "evaluator.benchmark", "exactly one of"),
     ({"name": "table", "benchmark": "flexibert"}, "evaluator.benchmark", "holds flexibert architectures"),
-    ({"name": "table", "path": "bad.csv"}, "evaluator.key_column", "not a nb201 architecture"),
+    ({"name": "table", "path": "bad.csv"}, "evaluator.key_column", "is a nb201 architecture"),
     ({"name": "table", "path": "t.txt"}, "evaluator.path", "unknown table format"),
 ])
 def test_clear_errors_for_files_columns_and_spaces(tmp_path, evaluator, key, message):

@@ -8,9 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from automl_plugins.evaluators.training import train_candidate, training_settings
 
 import automl
+from automl_plugins.evaluators.training import train_candidate, training_settings
 
 
 def _space(**evaluator):

@@ -15,9 +15,9 @@ from typing import Any
 
 import optuna
 import torch
-from automl_plugins.proxies._passes import PassProxy, run_shared
 
 from automl import EvalResult, Evaluator, Option, ProxyValue, SpaceError, get_registry
+from automl_plugins.proxies._passes import PassProxy, run_shared
 
 AGGREGATE = "aggregate"
 

@@ -175,14 +175,19 @@ class TableEvaluator(Evaluator):
         if wanted and dim.name != wanted:
             raise SpaceError(f"the {self.settings['benchmark']} table holds {wanted} architectures, but the "
                              f"space's architecture dimension is {dim.name!r}", key="evaluator.benchmark")
-        # A user file must speak the space's string form: its first key has to parse.
-        first = next(iter(self.table.rows))
-        try:
-            dim.parse(first)
-        except ValueError as err:
-            key = "evaluator.key_column" if self.settings["path"] else "evaluator.benchmark"
-            raise SpaceError(f"the first key of {self.table.source} is not a {dim.name} architecture: {err}",
-                             key=key) from None
+        # The table must speak the space's string form: at least one key has to parse (a space may cover
+        # only part of a table, so keys outside its options are fine).
+        first_error = None
+        for key in self.table.rows:
+            try:
+                dim.parse(key)
+                break
+            except ValueError as err:
+                first_error = first_error or err
+        else:
+            where = "evaluator.key_column" if self.settings["path"] else "evaluator.benchmark"
+            raise SpaceError(f"no key of {self.table.source} is a {dim.name} architecture of this space; the "
+                             f"first fails with: {first_error}", key=where)
 
     def evaluate(self, candidate: Any, context: Any) -> EvalResult:
         arch = candidate.architecture.to_string()

@@ -1,5 +1,6 @@
 """Built-in training-free proxies, and the ``automl score`` command that computes them for a list of architectures."""
 
+from automl import hookimpl
 from automl_plugins.proxies.counts import FlopsProxy, ParamsProxy
 from automl_plugins.proxies.gradients import (
     FisherProxy,
@@ -21,8 +22,6 @@ from automl_plugins.proxies.transformer import (
     WpcaProxy,
 )
 from automl_plugins.proxies.zen import ZenProxy
-
-from automl import hookimpl
 
 PROXIES = (ParamsProxy, FlopsProxy, SynflowProxy, GradNormProxy, SnipProxy, GraspProxy, FisherProxy,
            JacobCovProxy, NwotProxy, ZenProxy, LgaProxy, HiddenCovProxy, WpcaProxy, HeadConfidenceProxy,

@@ -16,12 +16,12 @@ import math
 
 import numpy as np
 import torch
-from automl_plugins.proxies._linalg import correlation_eigen_score, log_determinant
-from automl_plugins.proxies._modules import scored_layers
-from automl_plugins.proxies._passes import PassProxy, SharedPass
 from torch import nn
 
 from automl import ProxyValue
+from automl_plugins.proxies._linalg import correlation_eigen_score, log_determinant
+from automl_plugins.proxies._modules import scored_layers
+from automl_plugins.proxies._passes import PassProxy, SharedPass
 
 
 class CellGradientPass(SharedPass):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from automl_plugins.proxies._linalg import correlation_eigen_score
 
 from automl import Option, Proxy, ProxyValue
+from automl_plugins.proxies._linalg import correlation_eigen_score
 
 
 def hidden_covariance(hidden: torch.Tensor, drop_constant: bool = True) -> ProxyValue:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 
 import torch
-from automl_plugins.proxies._modules import replace_modules, scored_layers
 from torch import nn
 
 from automl import Proxy, ProxyValue
+from automl_plugins.proxies._modules import replace_modules, scored_layers
 
 
 class SynflowProxy(Proxy):

@@ -26,11 +26,11 @@ import math
 
 import numpy as np
 import torch
-from automl_plugins.proxies._passes import PassProxy, SharedPass
 from torch import nn
 
 from automl import Option, Proxy, ProxyValue
 from automl.costs import count_params
+from automl_plugins.proxies._passes import PassProxy, SharedPass
 
 REDUCTIONS = ("sum", "mean")
 

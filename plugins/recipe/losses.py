@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from automl import RECIPE, Dimension, Option, ScopedTrial, SpaceError
 

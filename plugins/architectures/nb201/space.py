@@ -51,6 +51,7 @@ class NB201Architecture(Architecture):
             raise ValueError(f"a NAS-Bench-201 cell has {len(EDGES)} edges, got {len(self.ops)}")
         self.channels = channels
         self.cells_per_stage = cells_per_stage
+        self._graph: nx.DiGraph | None = None
 
     def to_string(self) -> str:
         nodes = []
@@ -60,8 +61,10 @@ class NB201Architecture(Architecture):
         return "+".join(nodes)
 
     def graph(self) -> nx.DiGraph:
-        """The cell as a networkx graph (nodes 0..3, attribute ``op`` on each edge)."""
-        return cell_graph(self.ops, EDGES)
+        """The cell as a networkx graph (nodes 0..3, attribute ``op`` on each edge); built once."""
+        if self._graph is None:
+            self._graph = cell_graph(self.ops, EDGES)
+        return self._graph
 
     def canonical_id(self) -> str:
         """Equal for isomorphic cells, by the benchmark's convention (6,466 classes; see ``graph.py``)."""

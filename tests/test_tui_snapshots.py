@@ -1,0 +1,86 @@
+"""SVG snapshots of the dashboard's main screens on a seeded study with fixed data (80x24)."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_tui import STUDY, real_trials, seeded  # noqa: F401 - fixtures shared with the pilot tests
+
+SIZE = (80, 24)
+
+
+@pytest.fixture
+def storage():
+    """A relative URL (tests run in their own folder) so the storage shown on screen never varies."""
+    return "sqlite:///studies.db"
+
+
+def _app(storage):
+    from automl_tui.app import AutomlApp
+
+    # A long refresh interval: the snapshot is taken after the first read, never mid-refresh.
+    return AutomlApp(storage=storage, refresh_interval=3600)
+
+
+async def _study(pilot, tab: str = "tab-trials"):
+    from textual.widgets import TabbedContent
+
+    from automl_tui.screens.study import StudyScreen
+
+    screen = StudyScreen(STUDY, pilot.app.storage)
+    await pilot.app.push_screen(screen)
+    await screen.loaded.wait()
+    screen.query_one(TabbedContent).active = tab
+    await pilot.pause()
+    return screen
+
+
+def test_studies_screen(snap_compare, seeded):
+    async def loaded(pilot):
+        while pilot.app.screen.loads == 0:
+            await pilot.pause()
+
+    assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=loaded)
+
+
+def test_study_screen_trials(snap_compare, seeded):
+    assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=_study)
+
+
+def test_study_screen_history(snap_compare, seeded):
+    async def history(pilot):
+        await _study(pilot, "tab-history")
+
+    assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=history)
+
+
+def test_study_screen_pareto(snap_compare, seeded):
+    async def pareto(pilot):
+        await _study(pilot, "tab-pareto")
+
+    assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=pareto)
+
+
+def test_trial_screen(snap_compare, seeded):
+    async def trial(pilot):
+        from textual.widgets import DataTable
+
+        screen = await _study(pilot)
+        screen.query_one("#trials", DataTable).focus()
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        await pilot.app.screen.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=trial)
+
+
+def test_help_screen(snap_compare, seeded):
+    async def help_over_studies(pilot):
+        # The studies behind the help screen load in a worker: wait for them so the backdrop is fixed.
+        while pilot.app.screen.loads == 0:
+            await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=help_over_studies)
