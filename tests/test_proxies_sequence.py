@@ -339,3 +339,42 @@ def test_attention_proxies_of_an_encoder_without_attention_sum_to_zero():
     assert HeadConfidenceProxy.configure({}).score(candidate, batch).value == 0.0
     averaged = HeadConfidenceProxy.configure({"reduce": "mean"}).score(candidate, batch)
     assert math.isnan(averaged.value) and "average" in averaged.reason
+
+
+def test_hidden_cov_on_the_recurrent_space_equals_numpy():
+    import optuna
+
+    from automl import SearchSpace
+
+    space = SearchSpace.from_dict({
+        "task": {"name": "text_lm", "seq_len": 8, "batch_size": 8, "vocab_size": 300},
+        "dimensions": [{"name": "nlp_rnn", "embedding_size": 16, "hidden_size": 16, "layers": 1}],
+        "evaluator": {"name": "proxies", "proxies": ["hidden_cov"]},
+        "objectives": [{"metric": "hidden_cov"}]})
+    candidate = space.sample(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask())
+    result = space.evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu"))
+    model = candidate.build_model()
+    model.eval()
+    with torch.no_grad():
+        _, hidden = model.forward_with_hidden(candidate.task.batch(8, seed=0).inputs)
+    units = hidden[0].reshape(-1, hidden[0].shape[-1]).T.double().numpy()
+    units = units[np.ptp(units, axis=1) > 0]
+    assert result.scores["hidden_cov"] == pytest.approx(reference_eigen_score(units), rel=1e-6)
+
+
+def test_flexibert_records_score_with_the_transformer_proxies():
+    import importlib.resources
+    import json
+
+    from automl_plugins.proxies import score_architectures
+
+    records = json.loads(importlib.resources.files("automl_plugins.data").joinpath("flexibert_glue.json").read_text())
+    small = min(records, key=lambda r: (r["hidden_size"], len(r["encoder_layers"]),
+                                        sum(layer["feed_forward_dimension"] for layer in r["encoder_layers"])))
+    space = {"task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
+             "dimensions": [{"name": "flexibert"}], "evaluator": {"name": "proxies", "proxies": ["params"]},
+             "objectives": [{"metric": "params"}]}
+    proxies = ["wpca", "params", "head_confidence", "activation_distance", "synaptic_saliency"]
+    rows = score_architectures([json.dumps(small)], space, proxies, cache=False,
+                               proxy_options={"wpca": {"batches": 1}})
+    assert all(math.isfinite(rows[0][p]) for p in proxies), rows
