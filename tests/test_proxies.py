@@ -352,3 +352,18 @@ def test_score_api_uses_the_score_cache(tmp_path):
     with pytest.raises(SpaceError) as err:
         score_architectures(["|bogus~0|"], tmp_path / "space.toml", ["snip"], cache=False)
     assert "line 1" in str(err.value)
+
+
+def test_flexibert_records_are_reduced_to_their_architecture_keys():
+    import json
+
+    from automl_plugins.proxies.score import _arch_text
+
+    layer = {"operation_type": "SA", "operation_parameter": "SDP", "num_operation_heads": 2,
+             "feed_forward_dimension": 512, "num_feed_forward": 1}
+    record = {"id": 3, "hidden_size": 128, "encoder_layers": [layer, layer], "glue": 70.1}
+    assert _arch_text(json.dumps(record)) == "h128|SA.SDP-h2-ff512x1|SA.SDP-h2-ff512x1"
+    broken = {"id": 3, "hidden_size": 128, "encoder_layers": [{"operation_type": "SA"}], "glue": 70.1}
+    assert json.loads(_arch_text(json.dumps(broken))) == {"hidden_size": 128,
+                                                          "encoder_layers": [{"operation_type": "SA"}]}
+    assert _arch_text(f"  {GOOD_CELL} ") == GOOD_CELL

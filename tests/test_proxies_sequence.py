@@ -287,7 +287,9 @@ def test_synaptic_saliency_equals_a_direct_backward():
     candidate = candidate_for(TinyEncoder, "transformer")
     batch = candidate.task.batch(5)
     model, _, _ = direct_run(candidate, batch, backward=True)
-    expected = sum(float((m.weight.detach() * m.weight.grad).abs().sum()) for m in model.ffn_first_layers())
+    linears = [m for block in model.ffn for m in block if isinstance(m, nn.Linear)]
+    assert len(linears) == 4
+    expected = sum(float((m.weight.detach() * m.weight.grad).abs().sum()) for m in linears)
     assert value(SynapticSaliencyProxy.configure({}).score(candidate, batch)) == pytest.approx(expected, rel=1e-6)
 
 
@@ -300,3 +302,79 @@ def test_transformer_proxies_on_a_model_without_the_contract_give_nan_with_a_rea
     evaluator = ProxyEvaluator.configure({"proxies": ["head_confidence"]})
     result = evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu"))
     assert math.isnan(result.scores["head_confidence"]) and "ffn_first_layers" in result.reasons["head_confidence"]
+
+
+def test_lga_eval_mode_vectorised_gradients_equal_the_loop():
+    from automl_plugins.proxies.lga import per_sample_gradients, per_sample_gradients_independent
+
+    task = DigitsTask.configure({"image_size": 8, "channels": 1, "batch_size": 6})
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(72, 10))
+    model.eval()
+    inputs = task.batch(6).inputs
+    torch.testing.assert_close(per_sample_gradients_independent(model, inputs), per_sample_gradients(model, inputs))
+    candidate = candidate_for(mlp, "cell", task)
+    assert not math.isnan(LgaProxy.configure({"mode": "eval"}).score(candidate, task.batch(6)).value)
+
+
+def test_evaluator_records_lga_training_and_repeats_transformer_scores_exactly():
+    candidate = candidate_for(TinyEncoder, "transformer")
+    evaluator = ProxyEvaluator.configure({"proxies": ["lga", "head_confidence", "wpca"], "batch_size": 6,
+                                          "proxy_options": {"lga": {"steps": 2}, "wpca": {"batches": 2}}})
+    context = EvalContext(None, seed=0, device="cpu")
+    first = evaluator.evaluate(candidate, context)
+    second = evaluator.evaluate(candidate, context)
+    assert first.scores == second.scores
+    assert first.info["lga"]["steps"] == 2 and len(first.info["wpca"]["components"]) == 2
+    assert set(first.info["proxy_ms"]) == {"lga", "head_confidence", "wpca"}
+
+
+def test_attention_proxies_of_an_encoder_without_attention_sum_to_zero():
+    def no_attention():
+        model = TinyEncoder()
+        model.attention_modules = list
+        return model
+
+    candidate = candidate_for(no_attention, "transformer")
+    batch = candidate.task.batch(4)
+    assert HeadConfidenceProxy.configure({}).score(candidate, batch).value == 0.0
+    averaged = HeadConfidenceProxy.configure({"reduce": "mean"}).score(candidate, batch)
+    assert math.isnan(averaged.value) and "average" in averaged.reason
+
+
+def test_hidden_cov_on_the_recurrent_space_equals_numpy():
+    import optuna
+
+    from automl import SearchSpace
+
+    space = SearchSpace.from_dict({
+        "task": {"name": "text_lm", "seq_len": 8, "batch_size": 8, "vocab_size": 300},
+        "dimensions": [{"name": "nlp_rnn", "embedding_size": 16, "hidden_size": 16, "layers": 1}],
+        "evaluator": {"name": "proxies", "proxies": ["hidden_cov"]},
+        "objectives": [{"metric": "hidden_cov"}]})
+    candidate = space.sample(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask())
+    result = space.evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu"))
+    model = candidate.build_model()
+    model.eval()
+    with torch.no_grad():
+        _, hidden = model.forward_with_hidden(candidate.task.batch(8, seed=0).inputs)
+    units = hidden[0].reshape(-1, hidden[0].shape[-1]).T.double().numpy()
+    units = units[np.ptp(units, axis=1) > 0]
+    assert result.scores["hidden_cov"] == pytest.approx(reference_eigen_score(units), rel=1e-6)
+
+
+def test_flexibert_records_score_with_the_transformer_proxies():
+    import importlib.resources
+    import json
+
+    from automl_plugins.proxies import score_architectures
+
+    records = json.loads(importlib.resources.files("automl_plugins.data").joinpath("flexibert_glue.json").read_text())
+    small = min(records, key=lambda r: (r["hidden_size"], len(r["encoder_layers"]),
+                                        sum(layer["feed_forward_dimension"] for layer in r["encoder_layers"])))
+    space = {"task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
+             "dimensions": [{"name": "flexibert"}], "evaluator": {"name": "proxies", "proxies": ["params"]},
+             "objectives": [{"metric": "params"}]}
+    proxies = ["wpca", "params", "head_confidence", "activation_distance", "synaptic_saliency"]
+    rows = score_architectures([json.dumps(small)], space, proxies, cache=False,
+                               proxy_options={"wpca": {"batches": 1}})
+    assert all(math.isfinite(rows[0][p]) for p in proxies), rows

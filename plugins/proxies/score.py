@@ -70,8 +70,19 @@ def _arch_text(line: str) -> str:
         except json.JSONDecodeError:
             return stripped
         if isinstance(record, dict) and "encoder_layers" in record:
-            return json.dumps({k: record[k] for k in ARCH_KEYS if k in record})
+            return record_to_arch(record)
     return stripped
+
+
+def record_to_arch(record: Mapping[str, Any]) -> str:
+    """A ``flexibert_glue.json`` record in the FlexiBERT space's string form (JSON of its keys if it cannot be)."""
+    try:
+        from automl_plugins.architectures.flexibert import from_record
+
+        return from_record(record).to_string()
+    except (ImportError, KeyError, TypeError, ValueError):
+        # The space's own parser then reports what is wrong with the record.
+        return json.dumps({k: record[k] for k in ARCH_KEYS if k in record})
 
 
 def read_architectures(path: str | os.PathLike[str]) -> list[str]:

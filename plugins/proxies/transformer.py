@@ -15,7 +15,9 @@ probabilities) while ``model.record_attention`` is True.
   ``activation_distance`` (per feed-forward block, Σ_ij of the Hamming-agreement kernel c cᵀ + (1−c)(1−c)ᵀ
   of the tokens' binary activation codes, averaged over the sequences of the batch — the reference
   reads only the first; summed over blocks) and ``synaptic_saliency`` (Σ |W ⊙ ∂R/∂W| over the
-  feed-forward Linear layers, R = Σ outputs).
+  feed-forward Linear layers — every Linear of the ``nn.Sequential`` holding a first layer — with R the
+  sum of ``model.encode(tokens)``, the encoder's last hidden states, when the model has ``encode``, else
+  of its outputs).
 """
 
 from __future__ import annotations
@@ -92,6 +94,18 @@ class WpcaProxy(Proxy):
         return ProxyValue(params * float(np.mean(values)), None, {"components": values})
 
 
+def feed_forward_linears(model: nn.Module, first_layers: list[nn.Linear]) -> list[nn.Linear]:
+    """Every Linear of each feed-forward block: the Sequential holding a first layer, else the first layer alone."""
+    firsts = {id(layer) for layer in first_layers}
+    found: list[nn.Linear] = []
+    covered: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Sequential) and any(id(child) in firsts for child in module.children()):
+            found += [m for m in module.modules() if isinstance(m, nn.Linear)]
+            covered |= {id(child) for child in module.children()}
+    return found + [layer for layer in first_layers if id(layer) not in covered]
+
+
 class TransformerPass(SharedPass):
     """Train mode, attention recorded, feed-forward pre-activations captured, backward of Σ outputs."""
 
@@ -111,7 +125,8 @@ class TransformerPass(SharedPass):
                        for layer in ffn]
         model.record_attention = bool(self.needs & {"attention"})
         try:
-            outputs = model(inputs)
+            # The reference differentiates the encoder's last hidden states, not a task head's outputs.
+            outputs = model.encode(inputs) if hasattr(model, "encode") else model(inputs)
         finally:
             for handle in handles:
                 handle.remove()
@@ -121,7 +136,7 @@ class TransformerPass(SharedPass):
                                          if getattr(m, "last_attention", None) is not None]
         self.results["ffn_pre_activations"] = pre_activations
         if "saliency" in self.needs:
-            saliency_layers = list(model.ffn_linear_layers()) if hasattr(model, "ffn_linear_layers") else ffn
+            saliency_layers = feed_forward_linears(model, ffn)
             weights = [layer.weight for layer in saliency_layers]
             grads = torch.autograd.grad(outputs.sum(), weights, allow_unused=True)
             self.results["saliency"] = [(w.detach(), torch.zeros_like(w) if g is None else g.detach())
@@ -135,7 +150,10 @@ class TransformerPassProxy(PassProxy):
 
     def reduce(self, values: list[float], what: str) -> float | ProxyValue:
         if not values:
-            return ProxyValue.nan(f"{self.name}: the model has no {what}")
+            if self.settings["reduce"] == "sum":
+                # A sum over no modules is 0, as in the reference (an encoder without attention layers).
+                return ProxyValue(0.0, None, {"modules": 0})
+            return ProxyValue.nan(f"{self.name}: the model has no {what} to average over")
         total = float(sum(values)) / (len(values) if self.settings["reduce"] == "mean" else 1)
         return total if math.isfinite(total) else ProxyValue.nan(f"{self.name} is not finite ({total})")
 
@@ -180,7 +198,7 @@ class ActivationDistanceProxy(TransformerPassProxy):
 
 class SynapticSaliencyProxy(TransformerPassProxy):
     name = "synaptic_saliency"
-    description = "Σ |W ⊙ ∂(Σ outputs)/∂W| over the feed-forward Linear layers"
+    description = "Σ |W ⊙ ∂(Σ encoder states)/∂W| over the feed-forward Linear layers"
     needs = frozenset({"data", "gradients"})
     requires = frozenset({"saliency"})
 
