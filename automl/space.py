@@ -107,6 +107,7 @@ class SearchSpace:
         self.strategy = strategy
         self.source = source
         self.raw = dict(raw) if raw is not None else {}
+        self._dimension_settings = [[key, dim.name, dim.settings_key()] for key, dim in self.dimensions]
         self._validate_objectives()
         for i, (key, dim) in enumerate(self.dimensions):
             self._located(lambda d=dim: d.validate(self), f"dimensions[{order[i]}]")
@@ -266,6 +267,9 @@ class SearchSpace:
     def sample(self, trial: optuna.trial.BaseTrial) -> Candidate:
         """Sample a candidate on ``trial`` (define-by-run). Usable inside any Optuna objective."""
         candidate = Candidate(self.task, seed=self.study.seed)
+        # The dimensions' settings shape the model (NB201 channels, say): two spaces that differ in them
+        # must not share candidate ids, or score-cache entries.
+        candidate.set_canonical("__dimensions__", self._dimension_settings)
         for key, dim in self.dimensions:
             dim.suggest(ScopedTrial(trial, key), candidate)
         candidate.params = dict(trial.params)

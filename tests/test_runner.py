@@ -248,3 +248,17 @@ def test_journal_storage_path(nb201_space_dict, tmp_path):
     automl.search(nb201_space_dict, storage=str(path))
     assert path.exists()
     assert len(optuna.load_study(study_name="t", storage=automl.storage.open_storage(str(path))).trials) == 4
+
+
+def test_dimension_settings_are_part_of_the_candidate_id(nb201_space_dict, storage):
+    small = SearchSpace.from_dict(nb201_space_dict)
+    nb201_space_dict["dimensions"][0]["channels"] = 8
+    wider = SearchSpace.from_dict(nb201_space_dict)
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    assert small.candidate_from_arch(arch).id == small.candidate_from_arch(arch).id
+    assert small.candidate_from_arch(arch).id != wider.candidate_from_arch(arch).id
+    # so the score cache never hands the narrow network's scores to the wide one
+    first = StudyRunner(small, storage=storage, study_name="a").evaluate(small.candidate_from_arch(arch))
+    second = StudyRunner(wider, storage=storage, study_name="b").evaluate(wider.candidate_from_arch(arch))
+    assert not first[1] and not second[1]
+    assert first[0].scores["params"] < second[0].scores["params"]
