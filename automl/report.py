@@ -58,8 +58,9 @@ def study_summary(study: optuna.Study, top: int = 5) -> str:
     if len(study.directions) == 1:
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        ranked = sorted(completed, key=lambda t: t.value, reverse=reverse)[:top]
-        title = f"best {len(ranked)} by {metrics[0]} ({described.get('objectives', [{}])[0].get('direction', '')})"
+        ranked = _distinct(sorted(completed, key=lambda t: t.value, reverse=reverse))[:top]
+        title = (f"best {len(ranked)} distinct candidates by {metrics[0]} "
+                 f"({described.get('objectives', [{}])[0].get('direction', '')})")
     else:
         ranked = best_trials(study)
         title = f"Pareto front ({len(ranked)} trials) over {', '.join(metrics)}"
@@ -71,6 +72,18 @@ def study_summary(study: optuna.Study, top: int = 5) -> str:
     rows = [[t.number] + list(t.values) + [_candidate_text(t)] for t in ranked]
     lines.append(table(rows, header))
     return "\n".join(lines)
+
+
+def _distinct(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The first trial of each candidate (a sampler may propose a candidate again; the cache answers)."""
+    seen: set[str] = set()
+    out = []
+    for trial in trials:
+        key = (trial.user_attrs.get("candidate") or {}).get("id") or f"#{trial.number}"
+        if key not in seen:
+            seen.add(key)
+            out.append(trial)
+    return out
 
 
 def _candidate_text(trial: optuna.trial.FrozenTrial) -> str:

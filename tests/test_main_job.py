@@ -15,7 +15,7 @@ def test_main_job_runs_continues_and_reads_back(storage, capsys):
     assert main(["run", str(SPACE), "--trials", "2", "--storage", storage, "--quiet"]) == 0
     out = capsys.readouterr()
     assert "study 'nb201-digits': 2 complete" in out.out
-    assert "best 2 by synflow (maximize)" in out.out
+    assert "best 2 distinct candidates by synflow (maximize)" in out.out
     assert "|+|" in out.out, "prints the best cells in NAS-Bench-201 form"
 
     assert main(["run", str(SPACE), "--trials", "1", "--storage", storage, "--quiet"]) == 0

@@ -183,7 +183,7 @@ def test_single_objective_proxy_search_and_show(nb201_space_dict, storage, capsy
     assert best.value == max(t.value for t in study.trials)
     assert main(["show", "t", "--storage", storage]) == 0
     out = capsys.readouterr().out
-    assert "best 4 by synflow (maximize)" in out
+    assert "best 4 distinct candidates by synflow (maximize)" in out
     assert best.user_attrs["candidate"]["arch"] in out
 
 
