@@ -9,9 +9,14 @@ probabilities) while ``model.record_attention`` is True.
   its pre-activation ((B·N) × D′, columns centred) holding more than η of the variance; score =
   parameters × Σ (or mean) over blocks. Eval mode, no gradients, averaged over ``batches`` minibatches.
 - From Serianni & Kalita (ACL 2023), one forward and one backward of Σ outputs in train mode, shared:
-  ``head_confidence`` (Voita et al.: per attention module, the mean over samples, heads and queries of
-  the largest attention probability; summed over modules), ``softmax_confidence`` (the reference's
-  variant: the mean over the probabilities of the largest value across heads, summed over modules),
+  ``head_confidence`` (``source = "projections"``, the default and the reference's definition: for every
+  per-token projection an attention module computes from its input — queries, keys, values, and the
+  weighted queries of a ``WMA`` module, each ``B×N×H`` as ``last_projections`` holds them — the mean
+  over samples and features of its largest value over the tokens; summed over projections.
+  ``source = "attention"``: Voita et al.'s head confidence, per attention module the mean over samples,
+  heads and queries of the largest attention probability; summed over modules), ``softmax_confidence``
+  (the reference's: the mean over the probabilities of the largest value across heads, summed over
+  modules),
   ``activation_distance`` (per feed-forward block, Σ_ij of the Hamming-agreement kernel c cᵀ + (1−c)(1−c)ᵀ
   of the tokens' binary activation codes, averaged over the sequences of the batch — the reference
   reads only the first; summed over blocks) and ``synaptic_saliency`` (Σ |W ⊙ ∂R/∂W| over the
@@ -123,7 +128,7 @@ class TransformerPass(SharedPass):
         if "ffn_codes" in self.needs:
             handles = [layer.register_forward_hook(lambda _m, _i, out: pre_activations.append(out.detach()))
                        for layer in ffn]
-        model.record_attention = bool(self.needs & {"attention"})
+        model.record_attention = bool(self.needs & {"attention", "projections"})
         try:
             # The reference differentiates the encoder's last hidden states, not a task head's outputs.
             outputs = model.encode(inputs) if hasattr(model, "encode") else model(inputs)
@@ -134,6 +139,10 @@ class TransformerPass(SharedPass):
         if "attention" in self.needs:
             self.results["attention"] = [m.last_attention.detach() for m in attention
                                          if getattr(m, "last_attention", None) is not None]
+        if "projections" in self.needs:
+            self.results["projections"] = [
+                None if getattr(m, "last_projections", None) is None else [t.detach() for t in m.last_projections]
+                for m in attention]
         self.results["ffn_pre_activations"] = pre_activations
         if "saliency" in self.needs:
             saliency_layers = feed_forward_linears(model, ffn)
@@ -158,15 +167,40 @@ class TransformerPassProxy(PassProxy):
         return total if math.isfinite(total) else ProxyValue.nan(f"{self.name} is not finite ({total})")
 
 
+HEAD_CONFIDENCE_SOURCES = ("projections", "attention")
+
+
+def projection_confidence(projection: torch.Tensor) -> float:
+    """Mean over samples and features of the largest value over the tokens of a ``B×N×D`` projection."""
+    return float(projection.max(dim=1).values.mean())
+
+
 class HeadConfidenceProxy(TransformerPassProxy):
     name = "head_confidence"
-    description = "Σ over attention modules of the mean largest attention probability of each head's queries"
+    description = "Σ over attention projections (queries, keys, values) of the mean of their largest value over tokens"
     needs = frozenset({"data"})
-    requires = frozenset({"attention"})
+    options = {
+        **TransformerPassProxy.options,
+        "source": Option(str, default="projections", choices=HEAD_CONFIDENCE_SOURCES,
+                         help="projections: the reference's (Serianni & Kalita) Q/K/V outputs; "
+                              "attention: Voita et al.'s largest attention probability per query"),
+    }
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        # What the shared pass must record depends on the source; an instance attribute shadows the class's.
+        self.requires = frozenset({settings.get("source", "projections")})
 
     def read(self, shared):
-        values = [float(a.max(dim=-1).values.mean()) for a in shared.results["attention"]]
-        return self.reduce(values, "recorded attention")
+        if self.settings["source"] == "attention":
+            values = [float(a.max(dim=-1).values.mean()) for a in shared.results["attention"]]
+            return self.reduce(values, "recorded attention")
+        recorded = shared.results["projections"]
+        if any(p is None for p in recorded):
+            return ProxyValue.nan("head_confidence: an attention module does not record last_projections "
+                                  "(the transformer contract's per-token projections); use source = \"attention\"")
+        values = [projection_confidence(t) for projections in recorded for t in projections]
+        return self.reduce(values, "attention projections")
 
 
 class SoftmaxConfidenceProxy(TransformerPassProxy):
