@@ -285,9 +285,16 @@ def test_attention_confidences_and_activation_distance_equal_direct_computations
     assert value(ActivationDistanceProxy.configure({}).score(candidate, batch)) == pytest.approx(distance)
 
 
-def reference_head_confidence(candidate, batch):
+def reference_head_confidence(candidate, batch, bert_init=False):
     """Σ over the Q, K, V Linear outputs (B×N×D) of the mean of their max over tokens, read by hooks on a qkv split."""
     model = candidate.build_model()
+    if bert_init:
+        torch.manual_seed(candidate.seed)
+        for module in model.modules():
+            if type(module) in (nn.Linear, nn.Embedding):
+                module.weight.data.normal_(0.0, 0.02)
+                if type(module) is nn.Linear:
+                    module.bias.data.zero_()
     model.train()
     outputs = []
     for attention in model.attention_modules():
@@ -315,6 +322,22 @@ def test_head_confidence_reads_the_attention_projections_as_the_reference_does()
     with pytest.raises(SpaceError) as err:
         HeadConfidenceProxy.configure({"source": "softmax"}, key="evaluator.proxy_options.head_confidence")
     assert "projections" in str(err.value)
+
+
+def test_reference_initialisation_redraws_weights_before_the_shared_pass():
+    candidate = candidate_for(TinyEncoder, "transformer")
+    batch = candidate.task.batch(5)
+    expected = reference_head_confidence(candidate, batch, bert_init=True)
+    assert expected != pytest.approx(reference_head_confidence(candidate, batch))
+    alone = HeadConfidenceProxy.configure({"init": "reference"}).score(candidate, batch)
+    assert value(alone) == pytest.approx(expected, rel=1e-6)
+    evaluator = ProxyEvaluator.configure({"proxies": ["head_confidence", "softmax_confidence"], "batch_size": 5,
+                                          "proxy_options": {"head_confidence": {"init": "reference"}}})
+    scores = evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu")).scores
+    assert scores["head_confidence"] == pytest.approx(expected, rel=1e-6)
+    # softmax_confidence kept the default initialisation: a separate pass, its own value.
+    default_softmax = value(SoftmaxConfidenceProxy.configure({}).score(candidate, batch))
+    assert scores["softmax_confidence"] == pytest.approx(default_softmax, rel=1e-6)
 
 
 def test_head_confidence_without_recorded_projections_is_nan_with_a_reason():

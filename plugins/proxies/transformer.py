@@ -22,7 +22,8 @@ probabilities) while ``model.record_attention`` is True.
   reads only the first; summed over blocks) and ``synaptic_saliency`` (Σ |W ⊙ ∂R/∂W| over the
   feed-forward Linear layers — every Linear of the ``nn.Sequential`` holding a first layer — with R the
   sum of ``model.encode(tokens)``, the encoder's last hidden states, when the model has ``encode``, else
-  of its outputs).
+  of its outputs). ``init = "reference"`` re-draws the weights as the reference does (N(0, 0.02²) for
+  every Linear and Embedding weight, zero biases) before the pass; the default scores the model as built.
 """
 
 from __future__ import annotations
@@ -111,12 +112,28 @@ def feed_forward_linears(model: nn.Module, first_layers: list[nn.Linear]) -> lis
     return found + [layer for layer in first_layers if id(layer) not in covered]
 
 
+INITS = ("default", "reference")
+
+
+def reference_init(model: nn.Module, seed: int) -> None:
+    """Re-initialise as the reference (ELECTRA/BERT) does: Linear and Embedding weights N(0, 0.02²), biases 0."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+
+
 class TransformerPass(SharedPass):
     """Train mode, attention recorded, feed-forward pre-activations captured, backward of Σ outputs."""
 
     def run(self) -> None:
         inputs = self.batch.inputs
         model = self.candidate.build_model(device=inputs.device)
+        if self.proxies and self.proxies[0].settings.get("init") == "reference":
+            reference_init(model, self.candidate.seed)
         missing = _require(model, "ffn_first_layers", "attention_modules")
         if missing:
             raise ValueError(missing)
@@ -155,7 +172,16 @@ class TransformerPass(SharedPass):
 class TransformerPassProxy(PassProxy):
     applies_to = ("transformer",)
     shared_pass = TransformerPass
-    options = {"reduce": Option(str, default="sum", choices=REDUCTIONS, help="over modules")}
+    options = {
+        "reduce": Option(str, default="sum", choices=REDUCTIONS, help="over modules"),
+        "init": Option(str, default="default", choices=INITS,
+                       help="weights the pass scores: the model's own (default) or re-drawn as the reference's "
+                            "N(0, 0.02²) Linear/Embedding weights with zero biases"),
+    }
+
+    def pass_key(self):
+        # Proxies asking for different initialisations cannot share one model.
+        return (self.shared_pass, self.settings["init"])
 
     def reduce(self, values: list[float], what: str) -> float | ProxyValue:
         if not values:
