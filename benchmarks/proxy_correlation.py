@@ -147,17 +147,8 @@ def timing(space: SearchSpace, archs: list[str], proxies: list[str]) -> tuple[di
     return single, together
 
 
-def bert_init(model: torch.nn.Module, _candidate: object) -> None:
-    """The reference's initialisation (ELECTRA/BERT): Linear and Embedding weights N(0, 0.02²), biases 0."""
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
-            torch.nn.init.normal_(module.weight, 0.0, 0.02)
-            if getattr(module, "bias", None) is not None:
-                torch.nn.init.zeros_(module.bias)
-
-
 def flexibert_section(proxies: list[str], sample: int | None = None, batch_size: int | None = None,
-                      wpca_batches: int = 3, reference_init: bool = False) -> list[str]:
+                      wpca_batches: int = 3, reference_init: bool = False, seq_len: int = 32) -> list[str]:
     """Transformer proxies on the FlexiBERT records (masked-LM minibatch of the bundled text) vs GLUE."""
     registry = get_registry()
     dims = [n for n in registry.names("dimensions")
@@ -173,10 +164,17 @@ def flexibert_section(proxies: list[str], sample: int | None = None, batch_size:
     records = json.loads(path.read_text())[:sample]
     usable = [p for p in proxies if "transformer" in registry.get("proxies", p).applies_to]
     evaluator: dict = {"name": "proxies", "proxies": usable}
+    options: dict = {}
     if "wpca" in usable:
-        evaluator["proxy_options"] = {"wpca": {"batches": wpca_batches}}
+        options["wpca"] = {"batches": wpca_batches}
+    if reference_init:
+        for proxy in usable:
+            if "init" in registry.get("proxies", proxy).options:
+                options[proxy] = {"init": "reference"}
+    if options:
+        evaluator["proxy_options"] = options
     space = SearchSpace.from_dict({
-        "task": {"name": task, "seq_len": 32, "batch_size": batch_size or 32}, "dimensions": [{"name": dims[0]}],
+        "task": {"name": task, "seq_len": seq_len, "batch_size": batch_size or 32}, "dimensions": [{"name": dims[0]}],
         "evaluator": evaluator, "objectives": [{"metric": usable[0]}],
     })
     context = EvalContext(None, seed=0, device="cpu")
@@ -185,14 +183,12 @@ def flexibert_section(proxies: list[str], sample: int | None = None, batch_size:
     ms = []
     for record in records:
         candidate = space.candidate_from_arch(record_to_arch(record))
-        if reference_init:
-            candidate.add_transform("bert_init", bert_init)
         t0 = time.perf_counter()
         scores[str(record["id"])] = space.evaluator.evaluate(candidate, context).scores
         ms.append((time.perf_counter() - t0) * 1000.0)
         truth[str(record["id"])] = (record["glue"],)
-    lines = [(f"FlexiBERT: {len(scores)} encoders, task {task!r} (32 tokens × {batch_size or 32} sequences), "
-              f"W-PCA over {wpca_batches} minibatch(es), {'BERT N(0, 0.02²)' if reference_init else 'PyTorch default'} "
+    lines = [(f"FlexiBERT: {len(scores)} encoders, task {task!r} ({seq_len} tokens × {batch_size or 32} sequences), "
+              f"W-PCA over {wpca_batches} minibatch(es), {'reference' if reference_init else 'default'} "
               f"initialisation, {np.mean(ms):.0f} ms per encoder for all proxies"), "",
              "| proxy | Kendall τ vs GLUE | Spearman ρ vs GLUE | published τ |", "|---|---|---|---|"]
     for proxy in usable:
@@ -217,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flexibert-batch-size", type=int, default=None, help="sequences per minibatch")
     parser.add_argument("--transformer-proxies", default=",".join(TRANSFORMER_PROXIES),
                         help="comma-separated transformer proxies for FlexiBERT")
+    parser.add_argument("--flexibert-seq-len", type=int, default=32, help="tokens per FlexiBERT sequence")
     parser.add_argument("--reference-init", action="store_true",
-                        help="FlexiBERT encoders initialised as the reference's (N(0, 0.02²) weights, zero biases)")
+                        help="proxies with an init option score the reference's N(0, 0.02²) initialisation")
     parser.add_argument("--wpca-batches", type=int, default=3, help="minibatches W-PCA averages (reference: 3)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -227,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     transformer_proxies = [p.strip() for p in args.transformer_proxies.split(",") if p.strip()]
     if args.skip_nb201:
         for line in flexibert_section(transformer_proxies, args.flexibert_sample, args.flexibert_batch_size,
-                                         args.wpca_batches, args.reference_init):
+                                         args.wpca_batches, args.reference_init,
+                                         args.flexibert_seq_len):
             print(line)
         return 0
     truth = load_nb201()
@@ -269,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_flexibert:
         print()
         for line in flexibert_section(transformer_proxies, args.flexibert_sample, args.flexibert_batch_size,
-                                         args.wpca_batches, args.reference_init):
+                                         args.wpca_batches, args.reference_init,
+                                         args.flexibert_seq_len):
             print(line)
     return 0
 
