@@ -29,6 +29,7 @@ probabilities) while ``model.record_attention`` is True.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -205,7 +206,7 @@ class HeadConfidenceProxy(TransformerPassProxy):
     name = "head_confidence"
     description = "Σ over attention projections (queries, keys, values) of the mean of their largest value over tokens"
     needs = frozenset({"data"})
-    options = {
+    options: ClassVar[dict[str, Option]] = {
         **TransformerPassProxy.options,
         "source": Option(str, default="projections", choices=HEAD_CONFIDENCE_SOURCES,
                          help="projections: the reference's (Serianni & Kalita) Q/K/V outputs; "
