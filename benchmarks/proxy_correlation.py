@@ -148,7 +148,7 @@ def timing(space: SearchSpace, archs: list[str], proxies: list[str]) -> tuple[di
 
 
 def flexibert_section(proxies: list[str], sample: int | None = None, batch_size: int | None = None,
-                      wpca_batches: int = 3) -> list[str]:
+                      wpca_batches: int = 3, reference_init: bool = False, seq_len: int = 32) -> list[str]:
     """Transformer proxies on the FlexiBERT records (masked-LM minibatch of the bundled text) vs GLUE."""
     registry = get_registry()
     dims = [n for n in registry.names("dimensions")
@@ -164,10 +164,17 @@ def flexibert_section(proxies: list[str], sample: int | None = None, batch_size:
     records = json.loads(path.read_text())[:sample]
     usable = [p for p in proxies if "transformer" in registry.get("proxies", p).applies_to]
     evaluator: dict = {"name": "proxies", "proxies": usable}
+    options: dict = {}
     if "wpca" in usable:
-        evaluator["proxy_options"] = {"wpca": {"batches": wpca_batches}}
+        options["wpca"] = {"batches": wpca_batches}
+    if reference_init:
+        for proxy in usable:
+            if "init" in registry.get("proxies", proxy).options:
+                options[proxy] = {"init": "reference"}
+    if options:
+        evaluator["proxy_options"] = options
     space = SearchSpace.from_dict({
-        "task": {"name": task, "seq_len": 32, "batch_size": batch_size or 32}, "dimensions": [{"name": dims[0]}],
+        "task": {"name": task, "seq_len": seq_len, "batch_size": batch_size or 32}, "dimensions": [{"name": dims[0]}],
         "evaluator": evaluator, "objectives": [{"metric": usable[0]}],
     })
     context = EvalContext(None, seed=0, device="cpu")
@@ -180,8 +187,9 @@ def flexibert_section(proxies: list[str], sample: int | None = None, batch_size:
         scores[str(record["id"])] = space.evaluator.evaluate(candidate, context).scores
         ms.append((time.perf_counter() - t0) * 1000.0)
         truth[str(record["id"])] = (record["glue"],)
-    lines = [(f"FlexiBERT: {len(scores)} encoders, task {task!r} (32 tokens × {batch_size or 32} sequences), "
-              f"W-PCA over {wpca_batches} minibatch(es), {np.mean(ms):.0f} ms per encoder for all proxies"), "",
+    lines = [(f"FlexiBERT: {len(scores)} encoders, task {task!r} ({seq_len} tokens × {batch_size or 32} sequences), "
+              f"W-PCA over {wpca_batches} minibatch(es), {'reference' if reference_init else 'default'} "
+              f"initialisation, {np.mean(ms):.0f} ms per encoder for all proxies"), "",
              "| proxy | Kendall τ vs GLUE | Spearman ρ vs GLUE | published τ |", "|---|---|---|---|"]
     for proxy in usable:
         rho, tau, _ = correlations(scores, truth, proxy, 0)
@@ -203,14 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-nb201", action="store_true")
     parser.add_argument("--flexibert-sample", type=int, default=None, help="first N FlexiBERT encoders (default all)")
     parser.add_argument("--flexibert-batch-size", type=int, default=None, help="sequences per minibatch")
+    parser.add_argument("--transformer-proxies", default=",".join(TRANSFORMER_PROXIES),
+                        help="comma-separated transformer proxies for FlexiBERT")
+    parser.add_argument("--flexibert-seq-len", type=int, default=32, help="tokens per FlexiBERT sequence")
+    parser.add_argument("--reference-init", action="store_true",
+                        help="proxies with an init option score the reference's N(0, 0.02²) initialisation")
     parser.add_argument("--wpca-batches", type=int, default=3, help="minibatches W-PCA averages (reference: 3)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    transformer_proxies = [p.strip() for p in args.transformer_proxies.split(",") if p.strip()]
     if args.skip_nb201:
-        for line in flexibert_section(TRANSFORMER_PROXIES, args.flexibert_sample, args.flexibert_batch_size,
-                                         args.wpca_batches):
+        for line in flexibert_section(transformer_proxies, args.flexibert_sample, args.flexibert_batch_size,
+                                         args.wpca_batches, args.reference_init,
+                                         args.flexibert_seq_len):
             print(line)
         return 0
     truth = load_nb201()
@@ -251,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"all together / most expensive single one = {together / most:.2f} (target ≤ 3)")
     if not args.skip_flexibert:
         print()
-        for line in flexibert_section(TRANSFORMER_PROXIES, args.flexibert_sample, args.flexibert_batch_size,
-                                         args.wpca_batches):
+        for line in flexibert_section(transformer_proxies, args.flexibert_sample, args.flexibert_batch_size,
+                                         args.wpca_batches, args.reference_init,
+                                         args.flexibert_seq_len):
             print(line)
     return 0
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from automl import Architecture, Batch, Candidate, EvalContext, ProxyValue, Task
+from automl import Architecture, Batch, Candidate, EvalContext, ProxyValue, SpaceError, Task
 from automl_plugins.evaluators.proxies import ProxyEvaluator
 from automl_plugins.proxies.lga import LgaProxy
 from automl_plugins.proxies.recurrent import HiddenCovProxy, hidden_covariance
@@ -191,6 +191,7 @@ class TinyAttention(nn.Module):
         attention = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.heads), dim=-1)
         if self.record:
             self.last_attention = attention
+            self.last_projections = [t.transpose(1, 2).reshape(b, n, d) for t in (q, k, v)]
         return self.out((attention @ v).transpose(1, 2).reshape(b, n, d))
 
 
@@ -262,7 +263,7 @@ def test_attention_confidences_and_activation_distance_equal_direct_computations
     candidate = candidate_for(TinyEncoder, "transformer")
     batch = candidate.task.batch(5)
     _, attention, pre = direct_run(candidate, batch)
-    head = sum(float(a.max(dim=-1).values.mean()) for a in attention)
+    voita_head = sum(float(a.max(dim=-1).values.mean()) for a in attention)
     softmax = sum(float(a.max(dim=1).values.mean()) for a in attention)
     distance = 0.0
     for p in pre:
@@ -274,13 +275,106 @@ def test_attention_confidences_and_activation_distance_equal_direct_computations
                                                       "activation_distance", "synaptic_saliency"],
                                           "batch_size": 5})
     result = evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu"))
-    assert result.scores["head_confidence"] == pytest.approx(head, rel=1e-6)
+    assert result.scores["head_confidence"] == pytest.approx(reference_head_confidence(candidate, batch), rel=1e-6)
     assert result.scores["softmax_confidence"] == pytest.approx(softmax, rel=1e-6)
     assert result.scores["activation_distance"] == pytest.approx(distance, rel=1e-9)
-    assert value(HeadConfidenceProxy.configure({}).score(candidate, batch)) == pytest.approx(head, rel=1e-6)
+    voita = HeadConfidenceProxy.configure({"source": "attention"}).score(candidate, batch)
+    assert value(voita) == pytest.approx(voita_head, rel=1e-6)
     assert value(SoftmaxConfidenceProxy.configure({"reduce": "mean"}).score(candidate, batch)) == pytest.approx(
         softmax / len(attention), rel=1e-6)
     assert value(ActivationDistanceProxy.configure({}).score(candidate, batch)) == pytest.approx(distance)
+
+
+def reference_head_confidence(candidate, batch, bert_init=False):
+    """Σ over the Q, K, V Linear outputs (B×N×D) of the mean of their max over tokens, read by hooks on a qkv split."""
+    model = candidate.build_model()
+    if bert_init:
+        torch.manual_seed(candidate.seed)
+        for module in model.modules():
+            if type(module) in (nn.Linear, nn.Embedding):
+                module.weight.data.normal_(0.0, 0.02)
+                if type(module) is nn.Linear:
+                    module.bias.data.zero_()
+    model.train()
+    outputs = []
+    for attention in model.attention_modules():
+        attention.qkv.register_forward_hook(lambda _m, _i, out: outputs.extend(out.chunk(3, dim=-1)))
+    model(batch.inputs)
+    assert len(outputs) == 3 * len(model.attention_modules())
+    total = 0.0
+    for out in outputs:
+        per_feature = out.detach().numpy().max(axis=1)  # B × D: the largest value over the tokens
+        total += float(per_feature.mean())
+    return total
+
+
+def test_head_confidence_reads_the_attention_projections_as_the_reference_does():
+    candidate = candidate_for(TinyEncoder, "transformer")
+    batch = candidate.task.batch(5)
+    expected = reference_head_confidence(candidate, batch)
+    default = HeadConfidenceProxy.configure({})
+    assert default.settings["source"] == "projections"
+    assert value(default.score(candidate, batch)) == pytest.approx(expected, rel=1e-6)
+    mean = HeadConfidenceProxy.configure({"reduce": "mean"}).score(candidate, batch)
+    assert value(mean) == pytest.approx(expected / 6, rel=1e-6)  # 2 modules × (Q, K, V)
+    assert value(HeadConfidenceProxy.configure({"source": "attention"}).score(candidate, batch)) != pytest.approx(
+        expected)
+    with pytest.raises(SpaceError) as err:
+        HeadConfidenceProxy.configure({"source": "softmax"}, key="evaluator.proxy_options.head_confidence")
+    assert "projections" in str(err.value)
+
+
+def test_reference_initialisation_redraws_weights_before_the_shared_pass():
+    candidate = candidate_for(TinyEncoder, "transformer")
+    batch = candidate.task.batch(5)
+    expected = reference_head_confidence(candidate, batch, bert_init=True)
+    assert expected != pytest.approx(reference_head_confidence(candidate, batch))
+    alone = HeadConfidenceProxy.configure({"init": "reference"}).score(candidate, batch)
+    assert value(alone) == pytest.approx(expected, rel=1e-6)
+    evaluator = ProxyEvaluator.configure({"proxies": ["head_confidence", "softmax_confidence"], "batch_size": 5,
+                                          "proxy_options": {"head_confidence": {"init": "reference"}}})
+    scores = evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu")).scores
+    assert scores["head_confidence"] == pytest.approx(expected, rel=1e-6)
+    # softmax_confidence kept the default initialisation: a separate pass, its own value.
+    default_softmax = value(SoftmaxConfidenceProxy.configure({}).score(candidate, batch))
+    assert scores["softmax_confidence"] == pytest.approx(default_softmax, rel=1e-6)
+
+
+def test_head_confidence_without_recorded_projections_is_nan_with_a_reason():
+    class NoProjections(TinyAttention):
+        def forward(self, x):
+            out = super().forward(x)
+            self.last_projections = None
+            return out
+
+    def encoder():
+        model = TinyEncoder()
+        model.attn = nn.ModuleList(NoProjections(8, 2) for _ in range(2))
+        return model
+
+    candidate = candidate_for(encoder, "transformer")
+    got = HeadConfidenceProxy.configure({}).score(candidate, candidate.task.batch(4))
+    assert math.isnan(got.value) and "last_projections" in got.reason
+    assert math.isfinite(value(HeadConfidenceProxy.configure({"source": "attention"}).score(
+        candidate, candidate.task.batch(4))))
+
+
+def test_flexibert_wma_attention_records_queries_keys_values_and_weighted_queries():
+    from automl_plugins.architectures.flexibert.model import SelfAttention
+
+    module = SelfAttention(8, 2, "WMA")
+    with torch.no_grad():
+        module.weight.copy_(torch.randn_like(module.weight))
+    x = torch.randn(3, 5, 8)
+    module.record = True
+    module(x)
+    q, k, v = module.qkv(x).chunk(3, dim=-1)
+    weighted = (q.view(3, 5, 2, 4).transpose(1, 2) @ module.weight).transpose(1, 2).reshape(3, 5, 8)
+    for got, want in zip(module.last_projections, (q, k, v, weighted), strict=True):
+        torch.testing.assert_close(got, want)
+    module.record = False
+    module(x)
+    assert module.last_projections is None
 
 
 def test_synaptic_saliency_equals_a_direct_backward():

@@ -9,20 +9,27 @@ probabilities) while ``model.record_attention`` is True.
   its pre-activation ((B·N) × D′, columns centred) holding more than η of the variance; score =
   parameters × Σ (or mean) over blocks. Eval mode, no gradients, averaged over ``batches`` minibatches.
 - From Serianni & Kalita (ACL 2023), one forward and one backward of Σ outputs in train mode, shared:
-  ``head_confidence`` (Voita et al.: per attention module, the mean over samples, heads and queries of
-  the largest attention probability; summed over modules), ``softmax_confidence`` (the reference's
-  variant: the mean over the probabilities of the largest value across heads, summed over modules),
+  ``head_confidence`` (``source = "projections"``, the default and the reference's definition: for every
+  per-token projection an attention module computes from its input — queries, keys, values, and the
+  weighted queries of a ``WMA`` module, each ``B×N×H`` as ``last_projections`` holds them — the mean
+  over samples and features of its largest value over the tokens; summed over projections.
+  ``source = "attention"``: Voita et al.'s head confidence, per attention module the mean over samples,
+  heads and queries of the largest attention probability; summed over modules), ``softmax_confidence``
+  (the reference's: the mean over the probabilities of the largest value across heads, summed over
+  modules),
   ``activation_distance`` (per feed-forward block, Σ_ij of the Hamming-agreement kernel c cᵀ + (1−c)(1−c)ᵀ
   of the tokens' binary activation codes, averaged over the sequences of the batch — the reference
   reads only the first; summed over blocks) and ``synaptic_saliency`` (Σ |W ⊙ ∂R/∂W| over the
   feed-forward Linear layers — every Linear of the ``nn.Sequential`` holding a first layer — with R the
   sum of ``model.encode(tokens)``, the encoder's last hidden states, when the model has ``encode``, else
-  of its outputs).
+  of its outputs). ``init = "reference"`` re-draws the weights as the reference does (N(0, 0.02²) for
+  every Linear and Embedding weight, zero biases) before the pass; the default scores the model as built.
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -106,12 +113,28 @@ def feed_forward_linears(model: nn.Module, first_layers: list[nn.Linear]) -> lis
     return found + [layer for layer in first_layers if id(layer) not in covered]
 
 
+INITS = ("default", "reference")
+
+
+def reference_init(model: nn.Module, seed: int) -> None:
+    """Re-initialise as the reference (ELECTRA/BERT) does: Linear and Embedding weights N(0, 0.02²), biases 0."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+
+
 class TransformerPass(SharedPass):
     """Train mode, attention recorded, feed-forward pre-activations captured, backward of Σ outputs."""
 
     def run(self) -> None:
         inputs = self.batch.inputs
         model = self.candidate.build_model(device=inputs.device)
+        if self.proxies and self.proxies[0].settings.get("init") == "reference":
+            reference_init(model, self.candidate.seed)
         missing = _require(model, "ffn_first_layers", "attention_modules")
         if missing:
             raise ValueError(missing)
@@ -123,7 +146,7 @@ class TransformerPass(SharedPass):
         if "ffn_codes" in self.needs:
             handles = [layer.register_forward_hook(lambda _m, _i, out: pre_activations.append(out.detach()))
                        for layer in ffn]
-        model.record_attention = bool(self.needs & {"attention"})
+        model.record_attention = bool(self.needs & {"attention", "projections"})
         try:
             # The reference differentiates the encoder's last hidden states, not a task head's outputs.
             outputs = model.encode(inputs) if hasattr(model, "encode") else model(inputs)
@@ -134,6 +157,10 @@ class TransformerPass(SharedPass):
         if "attention" in self.needs:
             self.results["attention"] = [m.last_attention.detach() for m in attention
                                          if getattr(m, "last_attention", None) is not None]
+        if "projections" in self.needs:
+            self.results["projections"] = [
+                None if getattr(m, "last_projections", None) is None else [t.detach() for t in m.last_projections]
+                for m in attention]
         self.results["ffn_pre_activations"] = pre_activations
         if "saliency" in self.needs:
             saliency_layers = feed_forward_linears(model, ffn)
@@ -146,7 +173,16 @@ class TransformerPass(SharedPass):
 class TransformerPassProxy(PassProxy):
     applies_to = ("transformer",)
     shared_pass = TransformerPass
-    options = {"reduce": Option(str, default="sum", choices=REDUCTIONS, help="over modules")}
+    options = {
+        "reduce": Option(str, default="sum", choices=REDUCTIONS, help="over modules"),
+        "init": Option(str, default="default", choices=INITS,
+                       help="weights the pass scores: the model's own (default) or re-drawn as the reference's "
+                            "N(0, 0.02²) Linear/Embedding weights with zero biases"),
+    }
+
+    def pass_key(self):
+        # Proxies asking for different initialisations cannot share one model.
+        return (self.shared_pass, self.settings["init"])
 
     def reduce(self, values: list[float], what: str) -> float | ProxyValue:
         if not values:
@@ -158,15 +194,40 @@ class TransformerPassProxy(PassProxy):
         return total if math.isfinite(total) else ProxyValue.nan(f"{self.name} is not finite ({total})")
 
 
+HEAD_CONFIDENCE_SOURCES = ("projections", "attention")
+
+
+def projection_confidence(projection: torch.Tensor) -> float:
+    """Mean over samples and features of the largest value over the tokens of a ``B×N×D`` projection."""
+    return float(projection.max(dim=1).values.mean())
+
+
 class HeadConfidenceProxy(TransformerPassProxy):
     name = "head_confidence"
-    description = "Σ over attention modules of the mean largest attention probability of each head's queries"
+    description = "Σ over attention projections (queries, keys, values) of the mean of their largest value over tokens"
     needs = frozenset({"data"})
-    requires = frozenset({"attention"})
+    options: ClassVar[dict[str, Option]] = {
+        **TransformerPassProxy.options,
+        "source": Option(str, default="projections", choices=HEAD_CONFIDENCE_SOURCES,
+                         help="projections: the reference's (Serianni & Kalita) Q/K/V outputs; "
+                              "attention: Voita et al.'s largest attention probability per query"),
+    }
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        # What the shared pass must record depends on the source; an instance attribute shadows the class's.
+        self.requires = frozenset({settings.get("source", "projections")})
 
     def read(self, shared):
-        values = [float(a.max(dim=-1).values.mean()) for a in shared.results["attention"]]
-        return self.reduce(values, "recorded attention")
+        if self.settings["source"] == "attention":
+            values = [float(a.max(dim=-1).values.mean()) for a in shared.results["attention"]]
+            return self.reduce(values, "recorded attention")
+        recorded = shared.results["projections"]
+        if any(p is None for p in recorded):
+            return ProxyValue.nan("head_confidence: an attention module does not record last_projections "
+                                  "(the transformer contract's per-token projections); use source = \"attention\"")
+        values = [projection_confidence(t) for projections in recorded for t in projections]
+        return self.reduce(values, "attention projections")
 
 
 class SoftmaxConfidenceProxy(TransformerPassProxy):

@@ -7,7 +7,9 @@ Contract (proxies and training evaluators rely on it):
 - ``model.ffn_first_layers()``: the first ``nn.Linear`` of each layer's feed-forward block (its output is
   the block's first pre-activation, which the W-PCA proxy reads through a hook);
 - ``model.attention_modules()``: the self-attention modules (``SA`` layers only); after a forward with
-  ``model.record_attention = True`` each holds ``last_attention``, the ``B×heads×N×N`` softmax weights;
+  ``model.record_attention = True`` each holds ``last_attention``, the ``B×heads×N×N`` softmax weights,
+  and ``last_projections``, the ``B×N×H`` per-token projections it computed from its input (queries,
+  keys, values and, for ``WMA``, the weighted queries), which the reference head confidence reads;
 - ``options["norm_placement"]``: ``"post"`` (default; ``x = norm(x + f(x))``, as BERT), ``"pre"``
   (``x = x + f(norm(x))``, with a final norm) or ``"peri"`` (``x = x + norm_out(f(norm_in(x)))``);
 - ``norm_layer(num_features, layout="nlc")`` makes every normalization (``nn.LayerNorm`` by default).
@@ -48,14 +50,21 @@ class SelfAttention(nn.Module):
         self.weight = nn.Parameter(torch.eye(self.head_dim).repeat(heads, 1, 1)) if kind == "WMA" else None
         self.record = False
         self.last_attention: torch.Tensor | None = None
+        self.last_projections: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, h = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q_plain = q
         if self.weight is not None:
             q = q @ self.weight
         attention = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim), dim=-1)
         self.last_attention = attention if self.record else None
+        self.last_projections = None
+        if self.record:
+            # Back to B×N×H, the layout of a separate query/key/value Linear's output.
+            projections = [q_plain, k, v] + ([q] if self.weight is not None else [])
+            self.last_projections = [t.transpose(1, 2).reshape(b, n, h) for t in projections]
         return self.out((attention @ v).transpose(1, 2).reshape(b, n, h))
 
 
