@@ -14,7 +14,7 @@ from automl.records import best_trials, last_activity, study_metrics
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     """Align ``rows`` under ``header``; numbers right-aligned."""
-    cells = [[_fmt(v) for v in row] for row in rows]
+    cells = [[format_value(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
     numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and rows
                for i in range(len(header))]
@@ -26,14 +26,17 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any, digits: int = 4) -> str:
+    """Compact text for a table cell: ``-`` for none, scientific notation for very large or small numbers."""
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
         if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
-            return f"{value:.4e}"
+            return f"{value:.{digits}e}"
         return f"{value:.5g}"
     return str(value)
 
@@ -104,7 +107,7 @@ def studies_table(storage: optuna.storages.BaseStorage) -> str:
         described = study.user_attrs.get("automl.space") or {}
         best = best_trials(study)
         if len(study.directions) == 1 and best:
-            best_text = _fmt(best[0].value)
+            best_text = format_value(best[0].value)
         else:
             best_text = f"{len(best)} on front" if best else "-"
         last = last_activity(study)

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.records import best_trials, study_metrics, trial_record
+from automl.report import format_value as _format_value
 from automl.storage import load_study, open_storage, storage_url
 from automl_tui.sqlite_reader import read_sqlite_trials
 
@@ -83,18 +84,8 @@ def best_text(study: optuna.Study) -> str:
 
 
 def format_value(value: Any) -> str:
-    """Compact text for a table cell."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
-            return f"{value:.3e}"
-        return f"{value:.5g}"
-    return str(value)
+    """Compact text for a table cell (the core's format, three decimals in scientific notation)."""
+    return _format_value(value, digits=3)
 
 
 # -- one study's trials ----------------------------------------------------------------------------
