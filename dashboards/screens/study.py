@@ -55,6 +55,9 @@ def _label(column: str) -> str:
 class StudyScreen(Screen):
     """One study: ``enter`` opens a trial, ``s`` sorts, ``f`` filters by state, ``c`` picks columns."""
 
+    # Keyboard-first: the arrows move through the trials and enter opens one as soon as the screen shows.
+    AUTO_FOCUS = "#trials"
+
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("s", "sort", "Sort"),
