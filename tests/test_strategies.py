@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from automl_plugins.architectures.nb201.space import EDGES
 from automl_plugins.strategies.baselines import RegularizedEvolution
 from automl_plugins.strategies.pool import (
@@ -110,13 +109,6 @@ def _shared_cache(_module_cache, monkeypatch):
     monkeypatch.setenv("AUTOML_CACHE", _module_cache)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny networks: a second intra-op thread only adds contention on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def space_dict(strategy: str = "robot", proxies=("oracle_proxy", "noise"), n_trials: int = 30, **options) -> dict:
