@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.study import StudyDirection
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from automl.sqlite_reader import StudyCounts, read_sqlite_counts, read_sqlite_trials, sqlite_url
+from automl.storage import open_storage
 
 
 def trial_record(trial: FrozenTrial, metrics: Iterable[str] = ()) -> dict[str, Any]:
@@ -56,8 +61,8 @@ def study_metrics(study: optuna.Study) -> list[str]:
 
 def study_records(study: optuna.Study, states: Iterable[optuna.trial.TrialState] | None = None) -> list[dict[str, Any]]:
     metrics = study_metrics(study)
-    trials = study.get_trials(deepcopy=False, states=tuple(states) if states else None)
-    return [trial_record(t, metrics) for t in trials]
+    wanted = set(states) if states else None
+    return [trial_record(t, metrics) for t in study_trials(study) if wanted is None or t.state in wanted]
 
 
 def columns(records: list[dict[str, Any]]) -> list[str]:
@@ -69,17 +74,88 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial (one objective) or the Pareto front (several), empty when nothing completed."""
+def study_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials in number order, read through the SQLite fast path where it applies."""
+    fast = read_sqlite_trials(sqlite_url(getattr(study, "_storage", None)), study.study_name)
+    return fast if fast is not None else study.get_trials(deepcopy=False)
+
+
+def best_trials(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> list[FrozenTrial]:
+    """The best trial (one objective) or the Pareto front (several), empty when nothing completed.
+
+    ``trials`` (the study's trials, already read) saves reading them again for a Pareto front.
+    """
     try:
         if len(study.directions) == 1:
             return [study.best_trial]
-        return sorted(study.best_trials, key=lambda t: t.values)
+        if trials is None:
+            trials = study_trials(study)
+        return sorted(pareto_front(trials, study.directions), key=lambda t: t.values)
     except ValueError:
         return []
 
 
-def last_activity(study: optuna.Study) -> dt.datetime | None:
-    times = [t.datetime_complete or t.datetime_start for t in study.get_trials(deepcopy=False)]
-    times = [t for t in times if t is not None]
-    return max(times) if times else None
+def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:
+    """The completed trials no other completed trial dominates (Optuna's own computation)."""
+    return _get_pareto_front_trials_by_trials(list(trials), list(directions))
+
+
+def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """Trials per state name (every state present, zero where none)."""
+    counts = {s.name: 0 for s in TrialState}
+    for trial in trials:
+        counts[trial.state.name] += 1
+    return counts
+
+
+def last_activity(trials: Iterable[FrozenTrial]) -> dt.datetime | None:
+    """The latest start or completion time among ``trials``."""
+    times = [t.datetime_complete or t.datetime_start for t in trials]
+    return max((t for t in times if t is not None), default=None)
+
+
+class StudyOverview(NamedTuple):
+    """One line about a study: what it searches, its trial counts, best value or front, last activity."""
+
+    name: str
+    described: dict[str, Any]
+    directions: list[str]
+    counts: dict[str, int]
+    best_value: float | None
+    front_size: int
+    last_activity: dt.datetime | None
+
+    def best_text(self, format_value: Callable[[Any], str]) -> str:
+        """The best value (one objective) or the size of the Pareto front; ``-`` before any result."""
+        if len(self.directions) == 1:
+            return "-" if self.best_value is None else format_value(self.best_value)
+        return f"{self.front_size} on front" if self.front_size else "-"
+
+
+def study_overviews(storage: str | optuna.storages.BaseStorage | None) -> list[StudyOverview]:
+    """Every study in ``storage`` by name, without reading every trial where the storage can count them."""
+    opened = open_storage(storage)
+    url = sqlite_url(opened)
+    overviews = []
+    for frozen in sorted(opened.get_all_studies(), key=lambda s: s.study_name):
+        study_id = frozen._study_id
+        directions = [d.name.lower() for d in frozen.directions]
+        counted = read_sqlite_counts(url, frozen.study_name)
+        trials: list[FrozenTrial] | None = None
+        if counted is None:
+            trials = opened.get_all_trials(study_id, deepcopy=False)
+            counted = StudyCounts(state_counts(trials), last_activity(trials))
+        best_value, front = None, 0
+        if len(directions) == 1:
+            try:
+                # RDB storages answer this with one query.
+                best_value = opened.get_best_trial(study_id).value
+            except ValueError:
+                pass
+        elif counted.counts["COMPLETE"]:
+            if trials is None:
+                trials = read_sqlite_trials(url, frozen.study_name) or opened.get_all_trials(study_id, deepcopy=False)
+            front = len(pareto_front(trials, frozen.directions))
+        overviews.append(StudyOverview(frozen.study_name, frozen.user_attrs.get("automl.space") or {},
+                                       directions, counted.counts, best_value, front, counted.last_activity))
+    return overviews

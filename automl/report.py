@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from automl.records import best_trials, last_activity, study_metrics
+from automl.records import best_trials, state_counts, study_metrics, study_overviews, study_trials
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -41,17 +41,11 @@ def format_value(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def state_counts(study: optuna.Study) -> dict[str, int]:
-    counts = {s.name: 0 for s in TrialState}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name] += 1
-    return counts
-
-
 def study_summary(study: optuna.Study, top: int = 5) -> str:
     """The end-of-search summary: trial counts and the best trials (or the Pareto front)."""
     metrics = study_metrics(study)
-    counts = state_counts(study)
+    trials = study_trials(study)
+    counts = state_counts(trials)
     lines = [f"study {study.study_name!r}: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
              f"{counts['FAIL']} failed, {counts['RUNNING']} running"]
     described = study.user_attrs.get("automl.space") or {}
@@ -59,13 +53,13 @@ def study_summary(study: optuna.Study, top: int = 5) -> str:
         if key in study.user_attrs:
             lines.append(f"{label}: {study.user_attrs[key]}")
     if len(study.directions) == 1:
-        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        completed = [t for t in trials if t.state == TrialState.COMPLETE]
         reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
         ranked = _distinct(sorted(completed, key=lambda t: t.value, reverse=reverse))[:top]
         title = (f"best {len(ranked)} distinct candidates by {metrics[0]} "
                  f"({described.get('objectives', [{}])[0].get('direction', '')})")
     else:
-        ranked = best_trials(study)
+        ranked = best_trials(study, trials)
         title = f"Pareto front ({len(ranked)} trials) over {', '.join(metrics)}"
     if not ranked:
         lines.append("no completed trial yet")
@@ -97,22 +91,15 @@ def _candidate_text(trial: optuna.trial.FrozenTrial) -> str:
 
 
 def studies_table(storage: optuna.storages.BaseStorage) -> str:
-    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    if not summaries:
+    overviews = study_overviews(storage)
+    if not overviews:
         return "no studies in this storage"
     rows = []
-    for summary in sorted(summaries, key=lambda s: s.study_name):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        counts = state_counts(study)
-        described = study.user_attrs.get("automl.space") or {}
-        best = best_trials(study)
-        if len(study.directions) == 1 and best:
-            best_text = format_value(best[0].value)
-        else:
-            best_text = f"{len(best)} on front" if best else "-"
-        last = last_activity(study)
-        rows.append([summary.study_name, described.get("source", "-"), described.get("evaluator", "-"),
-                     counts["COMPLETE"], counts["RUNNING"], counts["FAIL"] + counts["PRUNED"], best_text,
-                     last.strftime("%Y-%m-%d %H:%M") if last else "-"])
+    for study in overviews:
+        counts = study.counts
+        rows.append([study.name, study.described.get("source", "-"), study.described.get("evaluator", "-"),
+                     counts["COMPLETE"], counts["RUNNING"], counts["FAIL"] + counts["PRUNED"],
+                     study.best_text(format_value),
+                     study.last_activity.strftime("%Y-%m-%d %H:%M") if study.last_activity else "-"])
     return table(rows, ["study", "space", "evaluator", "complete", "running", "failed/pruned", "best",
                         "last activity"])

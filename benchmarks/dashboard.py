@@ -5,6 +5,7 @@ Run:  python benchmarks/dashboard.py [--trials 10000] [--storage sqlite:///bench
 Seeds (once) a study of synthetic but realistically shaped trials (NB201 parameters, proxy scores,
 costs, the automl user attributes), then prints a table of:
 
+- studies screen: listing the storage's studies with their counts, best value and last activity;
 - data: reading every trial and building the records (``StudyTrials.refresh`` the first time);
 - data refresh: one incremental refresh after a few new trials arrive;
 - app open: the study screen in the real app (headless) until its first page of rows shows;
@@ -100,8 +101,9 @@ async def app_timings(storage) -> tuple[float, float]:
 
 
 def measure(storage) -> list[tuple[str, float, float | None]]:
-    from automl_tui.data import StudyTrials, best_so_far, param_importances
+    from automl_tui.data import StudyTrials, best_so_far, param_importances, study_summaries
 
+    studies_s, _ = timed(lambda: study_summaries(storage))
     data_open, trials = timed(lambda: _opened(StudyTrials, storage))
     add_trials(storage, 5)
     data_refresh, change = timed(trials.refresh)
@@ -109,7 +111,8 @@ def measure(storage) -> list[tuple[str, float, float | None]]:
     history_s, _ = timed(lambda: best_so_far(trials.trials, "maximize"))
     importance_s, _ = timed(lambda: param_importances(trials.trials, ["maximize"], ["synflow"]))
     app_open, app_refresh = asyncio.run(app_timings(storage))
-    return [("data: open (read + records)", data_open, 1.0),
+    return [("studies screen: list (counts, best)", studies_s, 1.0),
+            ("data: open (read + records)", data_open, 1.0),
             ("data: refresh (5 new trials)", data_refresh, 0.2),
             ("app: open study screen", app_open, 1.0), ("app: refresh (5 new trials)", app_refresh, 0.2),
             ("best-so-far history", history_s, None), ("importances (500-trial sample)", importance_s, None)]

@@ -15,10 +15,10 @@ from typing import Any, NamedTuple
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.records import best_trials, study_metrics, trial_record
+from automl.records import study_metrics, study_overviews, trial_record
 from automl.report import format_value as _format_value
-from automl.storage import load_study, open_storage, storage_url
-from automl_tui.sqlite_reader import read_sqlite_trials
+from automl.sqlite_reader import read_sqlite_trials, sqlite_url
+from automl.storage import load_study, open_storage
 
 UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 # Beyond this many changed trials one bulk read is cheaper than reading them one by one.
@@ -44,43 +44,15 @@ class StudySummary(NamedTuple):
     last_activity: str
 
 
-def _url(storage: str | optuna.storages.BaseStorage | None) -> str | None:
-    return storage if isinstance(storage, str) else storage_url(None) if storage is None else None
-
-
 def study_summaries(storage: str | optuna.storages.BaseStorage | None) -> list[StudySummary]:
-    """Every study in ``storage``, sorted by name."""
-    opened = open_storage(storage)
-    url = _url(storage)
-    rows = []
-    for summary in sorted(optuna.get_all_study_summaries(opened, include_best_trial=False),
-                          key=lambda s: s.study_name):
-        study = optuna.load_study(study_name=summary.study_name, storage=opened)
-        described = study.user_attrs.get("automl.space") or {}
-        # One read of the trials for counts and last activity (state_counts and last_activity would each
-        # read them again: seconds on a 10,000-trial SQLite study).
-        trials = read_sqlite_trials(url, summary.study_name) or study.get_trials(deepcopy=False)
-        counts = {s.name: 0 for s in TrialState}
-        for trial in trials:
-            counts[trial.state.name] += 1
-        times = [t.datetime_complete or t.datetime_start for t in trials]
-        last = max((t for t in times if t is not None), default=None)
-        rows.append(StudySummary(
-            name=summary.study_name, space=str(described.get("source", "-")),
-            evaluator=str(described.get("evaluator", "-")), complete=counts["COMPLETE"],
-            running=counts["RUNNING"], failed=counts["FAIL"], pruned=counts["PRUNED"],
-            best=best_text(study), last_activity=last.strftime("%y-%m-%d %H:%M") if last else "-"))
-    return rows
-
-
-def best_text(study: optuna.Study) -> str:
-    """The best value (one objective) or the size of the Pareto front."""
-    best = best_trials(study)
-    if not best:
-        return "-"
-    if len(study.directions) == 1:
-        return format_value(best[0].value)
-    return f"{len(best)} on front"
+    """Every study in ``storage``, sorted by name (counted in SQL where the storage allows)."""
+    return [StudySummary(
+        name=study.name, space=str(study.described.get("source", "-")),
+        evaluator=str(study.described.get("evaluator", "-")), complete=study.counts["COMPLETE"],
+        running=study.counts["RUNNING"], failed=study.counts["FAIL"], pruned=study.counts["PRUNED"],
+        best=study.best_text(format_value),
+        last_activity=study.last_activity.strftime("%y-%m-%d %H:%M") if study.last_activity else "-")
+        for study in study_overviews(storage)]
 
 
 def format_value(value: Any) -> str:
@@ -105,7 +77,7 @@ class StudyTrials:
 
     def __init__(self, study_name: str, storage: str | optuna.storages.BaseStorage | None) -> None:
         self.storage = open_storage(storage)
-        self.url = _url(storage)
+        self.url = sqlite_url(self.storage)
         self.study = load_study(study_name, self.storage)
         self.study_name = study_name
         self.study_id = self.storage.get_study_id_from_name(study_name)

@@ -9,6 +9,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from automl.storage import open_storage
 from automl_tui.data import (
     StudyTrials,
     best_so_far,
@@ -88,7 +89,7 @@ def test_trial_sections_group_a_record():
 
 
 def test_the_sqlite_fast_path_reads_the_same_trials_as_optuna(tmp_path):
-    from automl_tui.sqlite_reader import read_sqlite_trials
+    from automl.sqlite_reader import read_sqlite_trials
 
     url = f"sqlite:///{tmp_path / 'fast.db'}"
     study = optuna.create_study(study_name="fast", storage=url)
@@ -126,3 +127,43 @@ def test_the_sqlite_fast_path_reads_the_same_trials_as_optuna(tmp_path):
                 assert same(mine, value), key
     assert read_sqlite_trials(url, "absent") is None
     assert read_sqlite_trials("postgresql://nowhere/db", "fast") is None
+
+
+def test_study_overviews_count_in_sql_and_agree_with_optuna(tmp_path):
+    from automl.records import study_overviews
+
+    def objective(trial):
+        x = trial.suggest_float("x", -1, 1)
+        if x < -0.6:
+            raise ValueError("failed on purpose")
+        if x > 0.7:
+            raise optuna.TrialPruned()
+        return x, x * x
+
+    sqlite_url = f"sqlite:///{tmp_path / 'overview.db'}"
+    journal = str(tmp_path / "overview.log")
+    overviews = {}
+    for url in (sqlite_url, journal):
+        storage = open_storage(url)
+        pareto = optuna.create_study(study_name="pareto", storage=storage, directions=["maximize", "minimize"],
+                                     sampler=optuna.samplers.RandomSampler(seed=1))
+        pareto.optimize(objective, n_trials=30, catch=(ValueError,))
+        pareto.ask()  # one RUNNING trial
+        single = optuna.create_study(study_name="single", storage=storage,
+                                     sampler=optuna.samplers.RandomSampler(seed=2))
+        single.optimize(lambda t: t.suggest_float("y", 0, 1), n_trials=5)
+        optuna.create_study(study_name="empty", storage=storage)
+        overviews[url] = study_overviews(url)
+        states = [t.state.name for t in pareto.trials]
+        by_name = {o.name: o for o in overviews[url]}
+        assert [o.name for o in overviews[url]] == ["empty", "pareto", "single"]
+        assert by_name["pareto"].counts["FAIL"] == states.count("FAIL") > 0
+        assert by_name["pareto"].counts["PRUNED"] == states.count("PRUNED") > 0
+        assert by_name["pareto"].counts["RUNNING"] == 1
+        assert by_name["pareto"].front_size == len(pareto.best_trials) > 1
+        assert by_name["single"].best_value == single.best_value
+        assert by_name["single"].last_activity == max(t.datetime_complete for t in single.trials)
+        assert by_name["empty"].best_text(str) == "-" and by_name["empty"].last_activity is None
+    # The SQL counts (SQLite) and the trial-by-trial counts (journal) agree on the same searches.
+    assert [(o.counts, o.front_size) for o in overviews[sqlite_url]] == \
+        [(o.counts, o.front_size) for o in overviews[journal]]
