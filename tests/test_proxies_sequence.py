@@ -472,3 +472,31 @@ def test_flexibert_records_score_with_the_transformer_proxies():
     rows = score_architectures([json.dumps(small)], space, proxies, cache=False,
                                proxy_options={"wpca": {"batches": 1}})
     assert all(math.isfinite(rows[0][p]) for p in proxies), rows
+
+
+def test_head_confidence_of_a_flexibert_encoder_counts_every_layer_kind_as_the_reference_hooks_do():
+    """The reference hooks the query/key/value Linears of attention and ConvBERT layers and the input Linear of
+    linear-transform layers; the proxy must sum over exactly those outputs."""
+    from automl.space import SearchSpace
+
+    space = SearchSpace.from_dict({
+        "task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
+        "dimensions": [{"name": "flexibert"}], "evaluator": {"name": "proxies", "proxies": ["head_confidence"]},
+        "objectives": [{"metric": "head_confidence"}]})
+    candidate = space.candidate_from_arch("h128|SA.SDP-h2-ff512x1|LT.DFT-h2-ff512x1|DSC.5-h4-ff512x1|LT.DCT-h4-ff512x1")
+    batch = candidate.task.batch(4)
+    model = candidate.build_model()
+    model.train()
+    outputs = []
+    for layer in model.layers:
+        op = layer.operation
+        if hasattr(op, "qkv"):  # one fused Linear: its three thirds are the query, key and value outputs
+            op.qkv.register_forward_hook(lambda _m, _i, out: outputs.extend(out.chunk(3, dim=-1)))
+        for name in ("query", "key", "value", "input"):
+            if hasattr(op, name):
+                getattr(op, name).register_forward_hook(lambda _m, _i, out: outputs.append(out))
+    model(batch.inputs)
+    assert len(outputs) == 3 + 1 + 3 + 1
+    expected = sum(float(out.detach().numpy().max(axis=1).mean()) for out in outputs)
+    got = HeadConfidenceProxy.configure({}).score(candidate, batch)
+    assert value(got) == pytest.approx(expected, rel=1e-6)

@@ -14,7 +14,12 @@ import torch
 from automl import SearchSpace, StudyRunner, evaluate
 from automl.dimensions import ScopedTrial
 from automl_plugins.architectures.flexibert import LAYER_OPERATIONS, FlexiBERTDimension, from_record, parse_encoder
-from automl_plugins.architectures.flexibert.model import LinearTransform, SelfAttention, dct_matrix
+from automl_plugins.architectures.flexibert.model import (
+    LinearTransform,
+    SelfAttention,
+    SeparableConvolution,
+    dct_matrix,
+)
 from automl_plugins.tasks.text import MaskedLanguageModellingTask, WordOrderTask
 
 
@@ -46,7 +51,8 @@ def test_every_benchmark_encoder_parses_round_trips_and_builds(mlm):
             model = arch.build(mlm)
         assert [(f.in_features, f.out_features) for f in model.ffn_first_layers()] == [
             (spec.hidden, layer.ff_dim) for layer in spec.layers]
-        assert len(model.attention_modules()) == sum(layer.operation == "SA" for layer in spec.layers)
+        assert len(model.attention_modules()) == sum(layer.operation in ("SA", "DSC") for layer in spec.layers)
+        assert len(model.projection_modules()) == len(spec.layers)
     assert len(strings) == 249  # one encoder appears twice in the file (ids 174 and 405)
     # A sample runs for real, one per operation mix.
     batch = mlm.batch(2)
@@ -79,7 +85,7 @@ def test_feed_forward_first_layers_and_attention_maps(mlm):
     seen = []
     hooks = [layer.register_forward_hook(lambda m, i, o: seen.append(o.shape)) for layer in first]
     attention = model.attention_modules()
-    assert len(attention) == 2 and all(isinstance(m, SelfAttention) for m in attention)
+    assert [type(m) for m in attention] == [SelfAttention, SelfAttention, SeparableConvolution]
     tokens = mlm.batch(2).inputs
     model(tokens)
     assert all(m.last_attention is None for m in attention)
@@ -89,7 +95,10 @@ def test_feed_forward_first_layers_and_attention_maps(mlm):
         hook.remove()
     assert seen[-4:] == [(2, 12, 1024), (2, 12, 512), (2, 12, 512), (2, 12, 1024)]
     shapes = [m.last_attention.shape for m in attention]
-    assert shapes == [(2, 4, 12, 12), (2, 2, 12, 12)]
+    # DSC.5 with 4 heads: 2 attention heads (the other 2 are convolutions).
+    assert shapes == [(2, 4, 12, 12), (2, 2, 12, 12), (2, 2, 12, 12)]
+    projections = [[tuple(t.shape) for t in m.last_projections] for m in model.projection_modules()]
+    assert projections == [[(2, 12, 128)] * 4, [(2, 12, 128)], [(2, 12, 128)] * 3, [(2, 12, 64)] * 3]
     assert torch.allclose(attention[0].last_attention.sum(-1), torch.ones(2, 4, 12))
 
 
@@ -131,7 +140,7 @@ def test_linear_transforms_are_the_fourier_and_cosine_transforms():
                            ("DCT", dct_matrix(6, x.device, x.dtype) @ x.view(1, 6, 2, 4).transpose(1, 2)
                             @ dct_matrix(4, x.device, x.dtype).T)):
         transform = LinearTransform(8, 2, kind)
-        transform.out = torch.nn.Identity()
+        transform.input = torch.nn.Identity()
         assert torch.allclose(transform(x), expected.transpose(1, 2).reshape(1, 6, 8), atol=1e-5)
 
 
@@ -197,9 +206,12 @@ def _expected_params(spec, vocab, positions):
         if layer.operation == "SA":
             total += 3 * h * h + 3 * h + h * h + h + (layer.heads * d * d if layer.parameter == "WMA" else 0)
         elif layer.operation == "LT":
-            total += h * h + h
+            total += h * h + h  # the input projection
         else:
-            total += h * int(layer.parameter) + h + h * d + h + h * h + h
+            k, w = int(layer.parameter), max(1, layer.heads // 2) * d  # ConvBERT: half the heads attend
+            total += 3 * (h * w + w) + h * k + (h * w + w) + (w * max(1, layer.heads // 2) * k
+                                                                 + max(1, layer.heads // 2) * k)
+            total += h * w + w + 2 * w * h + h
         ff = layer.ff_dim
         total += h * ff + ff + (layer.ff_count - 1) * (ff * ff + ff) + ff * h + h
         total += 2 * 2 * h
@@ -212,3 +224,30 @@ def test_parameter_counts_follow_the_layer_definitions(mlm):
         spec = from_record(record)
         model = dim.parse(spec.to_string()).build(mlm)
         assert sum(p.numel() for p in model.parameters()) == _expected_params(spec, mlm.vocab_size, 64)
+
+
+def test_mixed_attention_convolution_heads_equal_a_direct_loop():
+    torch.manual_seed(0)
+    module = SeparableConvolution(8, 4, 5)  # 2 attention heads and 2 convolution heads of width 2
+    x = torch.randn(2, 7, 8)
+    got = module(x)
+    q, k, v = module.query(x), module.key(x), module.value(x)
+    key_conv = module.pointwise(module.depthwise(x.transpose(1, 2))).transpose(1, 2)
+    taps = torch.softmax(module.kernel_weights(key_conv * q).view(2, 7, 2, 5), dim=-1)
+    span = module.span(x)
+    heads = []
+    for head in range(2):
+        cols = slice(2 * head, 2 * head + 2)
+        scores = q[..., cols] @ k[..., cols].transpose(1, 2) / 2 ** 0.5
+        heads.append(torch.softmax(scores, dim=-1) @ v[..., cols])
+    convolved = torch.zeros(2, 7, 2, 2)
+    for b in range(2):
+        for i in range(7):
+            for head in range(2):
+                for tap in range(5):
+                    j = i + tap - 2  # a window centred on token i, zero outside the sequence
+                    if 0 <= j < 7:
+                        convolved[b, i, head] += taps[b, i, head, tap] * span[b, j, 2 * head:2 * head + 2]
+    attended = torch.stack(heads, dim=2)
+    expected = module.out(torch.cat([attended, convolved], dim=2).reshape(2, 7, 8))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)

@@ -3,15 +3,17 @@
 Models follow the transformer contract: ``model(tokens)`` → outputs, ``model.ffn_first_layers()`` →
 the first ``nn.Linear`` of every feed-forward block (its output is the pre-activation),
 ``model.attention_modules()`` → the attention modules, which store ``last_attention`` (B × heads × N × N
-probabilities) while ``model.record_attention`` is True.
+probabilities) while ``model.record_attention`` is True; optionally ``model.projection_modules()`` → every
+module that records ``last_projections`` (attention or not; the attention modules when absent).
 
 - ``wpca`` (W-PCA, ICLR 2025): for every feed-forward block, the number of principal components of
   its pre-activation ((B·N) × D′, columns centred) holding more than η of the variance; score =
   parameters × Σ (or mean) over blocks. Eval mode, no gradients, averaged over ``batches`` minibatches.
 - From Serianni & Kalita (ACL 2023), one forward and one backward of Σ outputs in train mode, shared:
   ``head_confidence`` (``source = "projections"``, the default and the reference's definition: for every
-  per-token projection an attention module computes from its input — queries, keys, values, and the
-  weighted queries of a ``WMA`` module, each ``B×N×H`` as ``last_projections`` holds them — the mean
+  per-token projection a token-mixing module computes from its input — queries, keys, values, the
+  weighted queries of a ``WMA`` module, the input projection of a linear transform, each ``B×N×D`` as
+  ``last_projections`` holds them — the mean
   over samples and features of its largest value over the tokens; summed over projections.
   ``source = "attention"``: Voita et al.'s head confidence, per attention module the mean over samples,
   heads and queries of the largest attention probability; summed over modules), ``softmax_confidence``
@@ -141,6 +143,8 @@ class TransformerPass(SharedPass):
         model.train()
         ffn = list(model.ffn_first_layers())
         attention = list(model.attention_modules())
+        # Models that mix tokens without attention too (linear transforms) list every projecting module.
+        projecting = list(model.projection_modules()) if hasattr(model, "projection_modules") else attention
         pre_activations: list[torch.Tensor] = []
         handles = []
         if "ffn_codes" in self.needs:
@@ -160,7 +164,7 @@ class TransformerPass(SharedPass):
         if "projections" in self.needs:
             self.results["projections"] = [
                 None if getattr(m, "last_projections", None) is None else [t.detach() for t in m.last_projections]
-                for m in attention]
+                for m in projecting]
         self.results["ffn_pre_activations"] = pre_activations
         if "saliency" in self.needs:
             saliency_layers = feed_forward_linears(model, ffn)
@@ -204,7 +208,7 @@ def projection_confidence(projection: torch.Tensor) -> float:
 
 class HeadConfidenceProxy(TransformerPassProxy):
     name = "head_confidence"
-    description = "Σ over attention projections (queries, keys, values) of the mean of their largest value over tokens"
+    description = "Σ over token-mixing projections (queries, keys, values…) of the mean of their largest value over tokens"
     needs = frozenset({"data"})
     options: ClassVar[dict[str, Option]] = {
         **TransformerPassProxy.options,
@@ -224,7 +228,7 @@ class HeadConfidenceProxy(TransformerPassProxy):
             return self.reduce(values, "recorded attention")
         recorded = shared.results["projections"]
         if any(p is None for p in recorded):
-            return ProxyValue.nan("head_confidence: an attention module does not record last_projections "
+            return ProxyValue.nan("head_confidence: a token-mixing module does not record last_projections "
                                   "(the transformer contract's per-token projections); use source = \"attention\"")
         values = [projection_confidence(t) for projections in recorded for t in projections]
         return self.reduce(values, "attention projections")

@@ -6,20 +6,24 @@ Contract (proxies and training evaluators rely on it):
   masked-LM task, ``B×classes`` (from the mean of the last layer's token states) for text classification;
 - ``model.ffn_first_layers()``: the first ``nn.Linear`` of each layer's feed-forward block (its output is
   the block's first pre-activation, which the W-PCA proxy reads through a hook);
-- ``model.attention_modules()``: the self-attention modules (``SA`` layers only); after a forward with
-  ``model.record_attention = True`` each holds ``last_attention``, the ``B×heads×N×N`` softmax weights,
-  and ``last_projections``, the ``B×N×H`` per-token projections it computed from its input (queries,
-  keys, values and, for ``WMA``, the weighted queries), which the reference head confidence reads;
+- ``model.attention_modules()``: the modules that compute attention (``SA`` layers and the attention half
+  of ``DSC`` layers); after a forward with ``model.record_attention = True`` each holds ``last_attention``,
+  the ``B×heads×N×N`` softmax weights;
+- ``model.projection_modules()``: every layer's token-mixing module; with ``record_attention`` each holds
+  ``last_projections``, the ``B×N×D`` per-token projections it computed from its input (queries, keys,
+  values and, for ``WMA``, the weighted queries; the input projection of ``LT``), which the reference
+  head confidence reads;
 - ``options["norm_placement"]``: ``"post"`` (default; ``x = norm(x + f(x))``, as BERT), ``"pre"``
   (``x = x + f(norm(x))``, with a final norm) or ``"peri"`` (``x = x + norm_out(f(norm_in(x)))``);
 - ``norm_layer(num_features, layout="nlc")`` makes every normalization (``nn.LayerNorm`` by default).
 
-Operations (each splits the hidden size into ``heads`` groups and ends with a linear output projection):
-``SA`` self-attention, ``SDP`` scaled dot-product ``softmax(QKᵀ/√d)V`` or ``WMA`` weighted multiplicative
-``softmax(Q W Kᵀ/√d)V`` with a learned ``d×d`` matrix per head; ``LT`` linear transform of each head's
-``N×d`` block, ``DFT`` the real part of the 2-D Fourier transform (as FNet) or ``DCT`` the 2-D orthonormal
-DCT-II; ``DSC`` depthwise-separable convolution over the sequence (depthwise kernel 5 or 9, then a
-pointwise convolution within each head's channels).
+Operations follow the models the FlexiBERT GLUE benchmark trained (Serianni & Kalita's ELECTRA variant):
+``SA`` self-attention with a linear output projection, ``SDP`` scaled dot-product ``softmax(QKᵀ/√d)V`` or
+``WMA`` weighted multiplicative ``softmax(Q W Kᵀ/√d)V`` with a learned ``d×d`` matrix per head; ``LT`` an
+input projection, then a fixed linear transform of each head's ``N×d`` block, ``DFT`` the real part of the
+2-D Fourier transform (as FNet) or ``DCT`` the 2-D orthonormal DCT-II; ``DSC`` ConvBERT's mixed attention,
+half the heads self-attention and half span-based dynamic convolutions whose kernels (5 or 9 taps) come from
+a depthwise-separable convolution, with a linear output projection.
 """
 
 from __future__ import annotations
@@ -77,33 +81,76 @@ def dct_matrix(size: int, device: torch.device, dtype: torch.dtype) -> torch.Ten
 
 
 class LinearTransform(nn.Module):
+    """An input projection, then a fixed 2-D transform of each head's ``N×d`` block (no softmax, no weights)."""
+
     def __init__(self, hidden: int, heads: int, kind: str) -> None:
         super().__init__()
         self.heads, self.kind = heads, kind
-        self.out = nn.Linear(hidden, hidden)
+        self.input = nn.Linear(hidden, hidden)
+        self.record = False
+        self.last_projections: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, h = x.shape
-        blocks = x.view(b, n, self.heads, h // self.heads).transpose(1, 2)  # B×heads×N×d
+        projected = self.input(x)
+        self.last_projections = [projected] if self.record else None
+        blocks = projected.view(b, n, self.heads, h // self.heads).transpose(1, 2)  # B×heads×N×d
         if self.kind == "DFT":
             mixed = torch.fft.fft2(blocks.float(), dim=(-2, -1)).real.to(x.dtype)
         else:
             seq = dct_matrix(n, x.device, x.dtype)
             feat = dct_matrix(h // self.heads, x.device, x.dtype)
             mixed = seq @ blocks @ feat.T
-        return self.out(mixed.transpose(1, 2).reshape(b, n, h))
+        return mixed.transpose(1, 2).reshape(b, n, h)
 
 
 class SeparableConvolution(nn.Module):
+    """ConvBERT's mixed attention: half the heads attend, the other half are span-based dynamic convolutions.
+
+    ``heads // 2`` (at least 1) attention heads of width ``hidden // heads`` over queries, keys and values;
+    as many convolution heads, whose kernel (``kernel`` taps, softmax-normalised) is computed per token from
+    the queries times a depthwise-separable convolution of the input, applied to a projection of the input.
+    Both halves are concatenated and projected back to the hidden size.
+    """
+
     def __init__(self, hidden: int, heads: int, kernel: int) -> None:
         super().__init__()
-        self.depthwise = nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2, groups=hidden)
-        self.pointwise = nn.Conv1d(hidden, hidden, 1, groups=heads)
-        self.out = nn.Linear(hidden, hidden)
+        self.kernel = kernel
+        self.heads = max(1, heads // 2)
+        self.head_dim = hidden // heads
+        width = self.heads * self.head_dim
+        self.query = nn.Linear(hidden, width)
+        self.key = nn.Linear(hidden, width)
+        self.value = nn.Linear(hidden, width)
+        self.depthwise = nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2, groups=hidden, bias=False)
+        self.pointwise = nn.Conv1d(hidden, width, 1)
+        self.kernel_weights = nn.Linear(width, self.heads * kernel)
+        self.span = nn.Linear(hidden, width)
+        self.out = nn.Linear(2 * width, hidden)
+        self.record = False
+        self.last_attention: torch.Tensor | None = None
+        self.last_projections: list[torch.Tensor] | None = None
+
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        b, n, _ = t.shape
+        return t.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # B×heads×N×d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pointwise(self.depthwise(x.transpose(1, 2)))
-        return self.out(y.transpose(1, 2))
+        b, n, _ = x.shape
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        attention = torch.softmax(self._split(q) @ self._split(k).transpose(-2, -1) / math.sqrt(self.head_dim),
+                                  dim=-1)
+        self.last_attention = attention if self.record else None
+        self.last_projections = [q, k, v] if self.record else None
+        attended = (attention @ self._split(v)).transpose(1, 2)  # B×N×heads×d
+        # Dynamic convolution: a kernel per token and head from the queries and the convolved keys.
+        key_conv = self.pointwise(self.depthwise(x.transpose(1, 2))).transpose(1, 2)  # B×N×width
+        taps = torch.softmax(self.kernel_weights(key_conv * q).view(b, n, self.heads, 1, self.kernel), dim=-1)
+        pad = self.kernel // 2
+        spans = nn.functional.pad(self.span(x), (0, 0, pad, self.kernel - 1 - pad))  # B×(N+k−1)×width
+        windows = spans.unfold(1, self.kernel, 1).reshape(b, n, self.heads, self.head_dim, self.kernel)
+        convolved = (windows * taps).sum(dim=-1)  # B×N×heads×d
+        return self.out(torch.cat([attended, convolved], dim=2).reshape(b, n, -1))
 
 
 def make_operation(spec: LayerSpec, hidden: int) -> nn.Module:
@@ -176,15 +223,21 @@ class FlexiBERTEncoder(nn.Module):
 
     @property
     def record_attention(self) -> bool:
-        return any(m.record for m in self.attention_modules())
+        return any(m.record for m in self.projection_modules())
 
     @record_attention.setter
     def record_attention(self, value: bool) -> None:
-        for module in self.attention_modules():
+        for module in self.projection_modules():
             module.record = bool(value)
 
-    def attention_modules(self) -> list[SelfAttention]:
-        return [layer.operation for layer in self.layers if isinstance(layer.operation, SelfAttention)]
+    def attention_modules(self) -> list[nn.Module]:
+        """The modules that compute attention probabilities (``SA`` and the attention half of ``DSC``)."""
+        return [layer.operation for layer in self.layers
+                if isinstance(layer.operation, (SelfAttention, SeparableConvolution))]
+
+    def projection_modules(self) -> list[nn.Module]:
+        """Every token-mixing module, each recording its per-token input projections (all three kinds)."""
+        return [layer.operation for layer in self.layers]
 
     def ffn_first_layers(self) -> list[nn.Linear]:
         return [layer.feed_forward.first for layer in self.layers]
