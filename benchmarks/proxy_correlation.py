@@ -31,7 +31,7 @@ from automl_plugins.proxies.score import record_to_arch
 from scipy.stats import kendalltau, spearmanr
 
 import automl
-from automl import EvalContext, SearchSpace, get_registry
+from automl import Batch, EvalContext, SearchSpace, get_registry
 
 CELL_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "nwot", "synflow", "zen", "params", "flops"]
 # Spearman ρ on CIFAR-10: Abdelfattah et al. 2021 (all 15,625 cells) and NAS-Bench-Suite-Zero (725 cells).
@@ -60,6 +60,45 @@ def nb201_space(proxies: list[str], batch_size: int) -> SearchSpace:
     })
 
 
+INPUTS = ("digits", "digits-shuffled", "noise", "photos")
+
+
+def substitute_batch(inputs: str, space: SearchSpace, size: int) -> Batch | None:
+    """The minibatch for ``--inputs`` (``None``: the digits task's own fixed-seed minibatch).
+
+    ``digits-shuffled``: the same digits with their labels permuted; ``noise``: N(0, 1) images; ``photos``:
+    crops of scikit-learn's two sample photographs (needs pillow to decode them), standardised per channel.
+    The last two have no classes: their labels are drawn at random.
+    """
+    if inputs == "digits":
+        return None
+    generator = torch.Generator().manual_seed(123)
+    labels = torch.randint(0, 10, (size,), generator=generator)
+    if inputs == "digits-shuffled":
+        own = space.task.batch(size, seed=0)
+        return Batch(own.inputs, own.targets[torch.randperm(size, generator=generator)])
+    if inputs == "noise":
+        return Batch(torch.randn(size, 3, 32, 32, generator=generator), labels)
+    try:
+        from sklearn.datasets import load_sample_images
+
+        photos = [torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0
+                  for image in load_sample_images().images]
+    except ImportError as err:
+        raise SystemExit(f"--inputs photos: {err}") from None
+    crops = torch.Generator().manual_seed(0)
+    images = []
+    for i in range(size):
+        photo, side = photos[i % len(photos)], 96
+        top = int(torch.randint(0, photo.shape[1] - side, (1,), generator=crops))
+        left = int(torch.randint(0, photo.shape[2] - side, (1,), generator=crops))
+        window = photo[None, :, top:top + side, left:left + side]
+        images.append(torch.nn.functional.interpolate(window, size=32, mode="bilinear", antialias=True)[0])
+    x = torch.stack(images)
+    x = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), keepdim=True)
+    return Batch(x, labels)
+
+
 def read_scores(path: str | None) -> dict[str, dict[str, float]]:
     if not path or not os.path.exists(path):
         return {}
@@ -69,8 +108,11 @@ def read_scores(path: str | None) -> dict[str, dict[str, float]]:
 
 
 def score_cells(space: SearchSpace, archs: list[str], proxies: list[str], out: str | None,
-                time_limit: float | None) -> tuple[dict[str, dict[str, float]], list[float]]:
-    """Score ``archs`` with every proxy together (one evaluator call per cell); resumes from ``out``."""
+                time_limit: float | None, batch: Batch | None = None) -> tuple[dict[str, dict[str, float]], list[float]]:
+    """Score ``archs`` with every proxy together (one evaluator call per cell); resumes from ``out``.
+
+    ``batch`` replaces the task's minibatch (the proxies' shared passes still run once per cell).
+    """
     done = read_scores(out)
     fresh = not done
     writer = None
@@ -92,12 +134,15 @@ def score_cells(space: SearchSpace, archs: list[str], proxies: list[str], out: s
                 break
             candidate = space.candidate_from_arch(arch)
             t0 = time.perf_counter()
-            result = space.evaluator.evaluate(candidate, context)
+            if batch is None:
+                scores = dict(space.evaluator.evaluate(candidate, context).scores)
+            else:
+                scores = space.evaluator.score_all(candidate, batch)[0]
             ms = (time.perf_counter() - t0) * 1000.0
             together_ms.append(ms)
-            done[arch] = dict(result.scores)
+            done[arch] = scores
             if writer:
-                writer.writerow({"arch": arch, **result.scores, "ms": round(ms, 1)})
+                writer.writerow({"arch": arch, **scores, "ms": round(ms, 1)})
                 handle.flush()
             if (i + 1) % 10 == 0:
                 print(f"{i + 1}/{len(archs)} cells, {ms:.0f} ms for the last", file=sys.stderr)
@@ -203,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random sample")
     parser.add_argument("--proxies", default=",".join(CELL_PROXIES), help="comma-separated cell proxies")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--inputs", choices=INPUTS, default="digits",
+                        help="NAS-Bench-201 minibatch: the digits task (default), digits with permuted labels, "
+                             "Gaussian noise or crops of scikit-learn's sample photographs (needs pillow)")
     parser.add_argument("--out", default=None, help="CSV of per-cell scores (resumable)")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds of scoring before reporting")
     parser.add_argument("--timing-sample", type=int, default=3, help="cells timed proxy by proxy (0: skip)")
@@ -234,9 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     archs = archs[: args.sample]
     space = nb201_space(proxies, args.batch_size)
     t0 = time.perf_counter()
-    scores, _ = score_cells(space, archs, proxies, args.out, args.time_limit)
-    print(f"NAS-Bench-201: {len(scores)} of {args.sample} sampled cells scored (sample seed {args.seed}, digits "
-          f"minibatch of {args.batch_size}, C=16, N=5), {time.perf_counter() - t0:.0f} s")
+    batch = substitute_batch(args.inputs, space, args.batch_size)
+    scores, _ = score_cells(space, archs, proxies, args.out, args.time_limit, batch)
+    print(f"NAS-Bench-201: {len(scores)} of {args.sample} sampled cells scored (sample seed {args.seed}, "
+          f"{args.inputs} minibatch of {args.batch_size}, C=16, N=5), {time.perf_counter() - t0:.0f} s")
     print()
     print("| proxy | ρ CIFAR-10 | τ CIFAR-10 | ρ CIFAR-100 | τ CIFAR-100 | published ρ C-10 | target | NaN "
           "| ρ C-10, NaN last |")
