@@ -27,11 +27,11 @@ import time
 
 import numpy as np
 import torch
-from automl_plugins.proxies.score import record_to_arch
 from scipy.stats import kendalltau, spearmanr
 
 import automl
 from automl import Batch, EvalContext, SearchSpace, get_registry
+from automl_plugins.proxies.score import record_to_arch
 
 CELL_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "nwot", "synflow", "zen", "params", "flops"]
 # Spearman ρ on CIFAR-10: Abdelfattah et al. 2021 (all 15,625 cells) and NAS-Bench-Suite-Zero (725 cells).
@@ -242,6 +242,33 @@ def flexibert_section(proxies: list[str], sample: int | None = None, batch_size:
     return lines
 
 
+def lga_section(archs: list[str], truth: dict[str, tuple[float, float]], steps: list[int], channels: int,
+                cells: int, batch_size: int) -> list[str]:
+    """LGA at initialisation and after each amount of SGD in ``steps``, on NAS-Bench-201 cells vs CIFAR."""
+    context = EvalContext(None, seed=0, device="cpu")
+    title = (f"LGA on {len(archs)} NAS-Bench-201 cells (C={channels}, N={cells}, digits minibatch of {batch_size}, "
+             "train mode)")
+    lines = [title, "", "| SGD steps before | ρ CIFAR-10 | τ CIFAR-10 | ρ CIFAR-100 | NaN | s per cell |",
+             "|---|---|---|---|---|---|"]
+    for amount in steps:
+        space = SearchSpace.from_dict({
+            "task": {"name": "digits", "batch_size": batch_size, "image_size": 32, "channels": 3},
+            "dimensions": [{"name": "nb201", "channels": channels, "cells_per_stage": cells}],
+            "evaluator": {"name": "proxies", "proxies": ["lga"], "proxy_options": {"lga": {"steps": amount}}},
+            "objectives": [{"metric": "lga"}]})
+        scores: dict[str, dict[str, float]] = {}
+        t0 = time.perf_counter()
+        for i, arch in enumerate(archs):
+            scores[arch] = dict(space.evaluator.evaluate(space.candidate_from_arch(arch), context).scores)
+            if (i + 1) % 10 == 0:
+                print(f"lga, {amount} steps: {i + 1}/{len(archs)} cells", file=sys.stderr)
+        seconds = (time.perf_counter() - t0) / max(1, len(archs))
+        rho10, tau10, n = correlations(scores, truth, "lga", 0)
+        rho100, _, _ = correlations(scores, truth, "lga", 1)
+        lines.append(f"| {amount} | {rho10:.3f} | {tau10:.3f} | {rho100:.3f} | {len(scores) - n} | {seconds:.1f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=int, default=1000, help="NAS-Bench-201 cells to score")
@@ -264,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flexibert-seq-len", type=int, default=32, help="tokens per FlexiBERT sequence")
     parser.add_argument("--reference-init", action="store_true",
                         help="proxies with an init option score the reference's N(0, 0.02²) initialisation")
+    parser.add_argument("--lga-sample", type=int, default=0,
+                        help="also score LGA on the first N sampled cells (slow: one backward per sample)")
+    parser.add_argument("--lga-steps", default="0,17", help="SGD steps before LGA, comma-separated (17: one epoch)")
+    parser.add_argument("--lga-network", default="8,1", help="channels,cells_per_stage of the LGA networks")
     parser.add_argument("--wpca-batches", type=int, default=3, help="minibatches W-PCA averages (reference: 3)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -313,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| sum of the single ones | {sum(single.values()):.0f} |")
         print()
         print(f"all together / most expensive single one = {together / most:.2f} (target ≤ 3)")
+    if args.lga_sample:
+        channels, cells = (int(v) for v in args.lga_network.split(","))
+        print()
+        for line in lga_section(archs[: args.lga_sample], truth, [int(v) for v in args.lga_steps.split(",")],
+                                channels, cells, args.batch_size):
+            print(line)
     if not args.skip_flexibert:
         print()
         for line in flexibert_section(transformer_proxies, args.flexibert_sample, args.flexibert_batch_size,
