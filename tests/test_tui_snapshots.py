@@ -35,12 +35,19 @@ async def _study(pilot, tab: str = "tab-trials"):
     return screen
 
 
-def test_studies_screen(snap_compare, seeded):
-    async def loaded(pilot):
-        while pilot.app.screen.loads == 0:
-            await pilot.pause()
+async def _studies_loaded(pilot):
+    """Wait until the studies screen has read the storage and drawn its table."""
+    while pilot.app.screen.loads == 0:
+        await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    # The table sizes its columns when it is next idle; on a busy machine that can come after the first
+    # pause, so let it settle before the screenshot.
+    await pilot.pause()
+    await pilot.pause(0.2)
 
-    assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=loaded)
+
+def test_studies_screen(snap_compare, seeded):
+    assert snap_compare(_app(seeded), terminal_size=SIZE, run_before=_studies_loaded)
 
 
 def test_study_screen_trials(snap_compare, seeded):
@@ -78,8 +85,7 @@ def test_trial_screen(snap_compare, seeded):
 def test_help_screen(snap_compare, seeded):
     async def help_over_studies(pilot):
         # The studies behind the help screen load in a worker: wait for them so the backdrop is fixed.
-        while pilot.app.screen.loads == 0:
-            await pilot.pause()
+        await _studies_loaded(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
 

@@ -38,13 +38,11 @@ class StudiesScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
-        self.load()
+        # The first read comes from on_screen_resume, which also runs when the screen is first shown.
         self.set_interval(self.app.refresh_interval * 2, self.load)
 
     def on_screen_resume(self) -> None:
+        """Shown (first time, or back from a study): read the storage again."""
         self.load()
 
     def action_reload(self) -> None:
@@ -67,10 +65,16 @@ class StudiesScreen(Screen):
             return
         table = self.query_one(DataTable)
         selected = self._selected()
-        table.clear()
-        for row in message.rows:
-            table.add_row(row.name, row.space, row.evaluator, row.complete, row.running, row.failed,
-                          row.pruned, row.best, row.last_activity, key=row.name)
+        cells = [[row.name, row.space, row.evaluator, row.complete, row.running, row.failed, row.pruned,
+                  row.best, row.last_activity] for row in message.rows]
+        # Columns as wide as their widest cell, set before the rows arrive: a table that measures its
+        # columns later (when idle) can keep showing lines drawn at the header's width.
+        widths = [max([len(name)] + [len(str(line[i])) for line in cells]) for i, name in enumerate(COLUMNS)]
+        table.clear(columns=True)
+        for name, width in zip(COLUMNS, widths):
+            table.add_column(name, key=name, width=width)
+        for row, line in zip(message.rows, cells):
+            table.add_row(*line, key=row.name)
         if selected in {r.name for r in message.rows}:
             table.move_cursor(row=table.get_row_index(selected))
         status.update(f"{len(message.rows)} studies in {self.app.storage}" if message.rows
