@@ -18,7 +18,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from automl_tui.app import AutomlApp
 
-    AutomlApp(storage=args.storage, refresh_interval=max(0.2, args.refresh)).run()
+    AutomlApp(storage=args.storage, refresh_interval=max(0.2, args.refresh), freeze_heap=True).run()
     return 0
 
 

@@ -51,7 +51,7 @@ class StudiesScreen(Screen):
     @work(thread=True, exclusive=True, group="studies")
     def load(self) -> None:
         try:
-            rows = study_summaries(self.app.storage)
+            rows = study_summaries(self.app.opened_storage(self.app.storage))
         except Exception as err:  # noqa: BLE001 - a storage that cannot be read is shown, not raised
             self.post_message(self.Loaded([], str(err)))
             return

@@ -142,7 +142,7 @@ class StudyScreen(Screen):
     def _read(self) -> None:
         try:
             if self.trials is None:
-                self.trials = StudyTrials(self.study_name, self.storage)
+                self.trials = StudyTrials(self.study_name, self.app.opened_storage(self.storage))
                 self.proxy_names = space_proxies(self.trials.study)
             change = self.trials.refresh()
         except Exception as err:  # noqa: BLE001 - shown on the screen; the next refresh tries again
