@@ -251,3 +251,20 @@ def test_mixed_attention_convolution_heads_equal_a_direct_loop():
     attended = torch.stack(heads, dim=2)
     expected = module.out(torch.cat([attended, convolved], dim=2).reshape(2, 7, 8))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_model_revision_gives_new_candidate_ids(monkeypatch):
+    from automl.space import SearchSpace
+
+    def candidate_id():
+        space = SearchSpace.from_dict({
+            "task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
+            "dimensions": [{"name": "flexibert"}], "evaluator": {"name": "proxies", "proxies": ["params"]},
+            "objectives": [{"metric": "params"}]})
+        return space.candidate_from_arch("h128|SA.SDP-h2-ff512x1|LT.DFT-h2-ff512x1").id
+
+    before = candidate_id()
+    assert candidate_id() == before
+    # Scores cached for the encoders an earlier revision built must not answer for today's.
+    monkeypatch.setattr(FlexiBERTDimension, "model_revision", FlexiBERTDimension.model_revision + 1)
+    assert candidate_id() != before

@@ -65,6 +65,9 @@ class FlexiBERTDimension(ArchitectureDimension):
     description = "FlexiBERT-style heterogeneous encoders: per-layer attention / Fourier-DCT / convolution, heads, FFN"
     arch_kind = "transformer"
     task_kinds = ("language-modelling", "text-classification")
+    # Bumped when the built model changes for the same string (2: ConvBERT DSC, LT input projection), so
+    # candidate ids and score-cache entries of earlier models are not reused.
+    model_revision = 2
     options = {
         "hidden_sizes": Option(list, default=list(HIDDEN_SIZES), item_type=int, choices=HIDDEN_SIZES, min_items=1,
                                help="hidden sizes to choose from"),
@@ -79,6 +82,10 @@ class FlexiBERTDimension(ArchitectureDimension):
                             help="feed-forward hidden layers per block"),
         "max_positions": Option(int, default=512, min=1, help="learned position embeddings"),
     }
+
+
+    def settings_key(self) -> dict:
+        return {**super().settings_key(), "model_revision": self.model_revision}
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
