@@ -95,14 +95,14 @@ def _with_study(url: str | None, study_name: str,
 
 def _read_counts(connection: sqlite3.Connection, study_id: int) -> StudyCounts:
     counts = {state.name: 0 for state in TrialState}
-    latest: list[str] = []
-    for state, count, last_start, last_complete in connection.execute(
-            "SELECT state, COUNT(*), MAX(datetime_start), MAX(datetime_complete) FROM trials "
+    latest: list[dt.datetime] = []
+    for state, count, last in connection.execute(
+            "SELECT state, COUNT(*), MAX(COALESCE(datetime_complete, datetime_start)) FROM trials "
             "WHERE study_id = ? GROUP BY state", (study_id,)):
         counts[TrialState[state].name] = count
-        latest += [t for t in (last_start, last_complete) if t]
-    times = [_time(t) for t in latest]
-    return StudyCounts(counts, max((t for t in times if t is not None), default=None))
+        if last:
+            latest.append(_time(last))
+    return StudyCounts(counts, max(latest, default=None))
 
 
 def _read_trials(connection: sqlite3.Connection, study_id: int) -> list[FrozenTrial]:

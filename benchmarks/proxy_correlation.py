@@ -51,11 +51,16 @@ def load_nb201() -> dict[str, tuple[float, float]]:
                 for row in csv.DictReader(f)}
 
 
-def nb201_space(proxies: list[str], batch_size: int) -> SearchSpace:
+def nb201_space(proxies: list[str], batch_size: int, channels: int = 16, cells: int = 5,
+                proxy_options: dict | None = None) -> SearchSpace:
+    """NB201 cells (the published figures' full skeleton by default) scored on a digits minibatch."""
+    evaluator: dict = {"name": "proxies", "proxies": proxies}
+    if proxy_options:
+        evaluator["proxy_options"] = proxy_options
     return SearchSpace.from_dict({
         "task": {"name": "digits", "batch_size": batch_size, "image_size": 32, "channels": 3},
-        "dimensions": [{"name": "nb201", "channels": 16, "cells_per_stage": 5}],
-        "evaluator": {"name": "proxies", "proxies": proxies},
+        "dimensions": [{"name": "nb201", "channels": channels, "cells_per_stage": cells}],
+        "evaluator": evaluator,
         "objectives": [{"metric": proxies[0]}],
     })
 
@@ -251,11 +256,7 @@ def lga_section(archs: list[str], truth: dict[str, tuple[float, float]], steps: 
     lines = [title, "", "| SGD steps before | ρ CIFAR-10 | τ CIFAR-10 | ρ CIFAR-100 | NaN | s per cell |",
              "|---|---|---|---|---|---|"]
     for amount in steps:
-        space = SearchSpace.from_dict({
-            "task": {"name": "digits", "batch_size": batch_size, "image_size": 32, "channels": 3},
-            "dimensions": [{"name": "nb201", "channels": channels, "cells_per_stage": cells}],
-            "evaluator": {"name": "proxies", "proxies": ["lga"], "proxy_options": {"lga": {"steps": amount}}},
-            "objectives": [{"metric": "lga"}]})
+        space = nb201_space(["lga"], batch_size, channels, cells, {"lga": {"steps": amount}})
         scores: dict[str, dict[str, float]] = {}
         t0 = time.perf_counter()
         for i, arch in enumerate(archs):

@@ -83,7 +83,6 @@ class FlexiBERTDimension(ArchitectureDimension):
         "max_positions": Option(int, default=512, min=1, help="learned position embeddings"),
     }
 
-
     def settings_key(self) -> dict:
         return {**super().settings_key(), "model_revision": self.model_revision}
 
