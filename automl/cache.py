@@ -20,8 +20,11 @@ CACHE_ENV = "AUTOML_CACHE"
 
 
 def cache_key(candidate_id: str, evaluator_settings: dict[str, Any], data: str, seed: int) -> str:
-    blob = json.dumps({"candidate": candidate_id, "evaluator": evaluator_settings, "data": data, "seed": seed},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"candidate": candidate_id, "evaluator": evaluator_settings, "data": data, "seed": seed},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -37,12 +40,24 @@ class ScoreCache:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.table = self.db["scores"]
             if not self.table.exists():
-                self.table.create({"key": str, "candidate_id": str, "evaluator": str, "data": str,
-                                   "seed": int, "result": str, "created": float}, pk="key")
+                self.table.create(
+                    {
+                        "key": str,
+                        "candidate_id": str,
+                        "evaluator": str,
+                        "data": str,
+                        "seed": int,
+                        "result": str,
+                        "created": float,
+                    },
+                    pk="key",
+                )
                 self.table.create_index(["candidate_id"], if_not_exists=True)
         except sqlite3.DatabaseError as err:
-            raise StorageError(f"{self.path}: the score cache is not a readable SQLite file ({err}); "
-                               f"remove it or pass --cache with another path") from None
+            raise StorageError(
+                f"{self.path}: the score cache is not a readable SQLite file ({err}); "
+                f"remove it or pass --cache with another path"
+            ) from None
         self.hits = 0
         self.misses = 0
 
@@ -56,9 +71,18 @@ class ScoreCache:
         return EvalResult.from_json(json.loads(row["result"]))
 
     def put(self, key: str, *, candidate_id: str, evaluator: str, data: str, seed: int, result: EvalResult) -> None:
-        self.table.upsert({"key": key, "candidate_id": candidate_id, "evaluator": evaluator, "data": data,
-                           "seed": seed, "result": json.dumps(result.to_json(), default=str),
-                           "created": time.time()}, pk="key")
+        self.table.upsert(
+            {
+                "key": key,
+                "candidate_id": candidate_id,
+                "evaluator": evaluator,
+                "data": data,
+                "seed": seed,
+                "result": json.dumps(result.to_json(), default=str),
+                "created": time.time(),
+            },
+            pk="key",
+        )
 
     def __len__(self) -> int:
         return self.table.count

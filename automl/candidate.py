@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from automl.dimensions import Architecture
 from automl.tasks import Task

@@ -23,15 +23,21 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 # -- run -------------------------------------------------------------------------------------------
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("space", help="search-space file (TOML)")
-    parser.add_argument("--trials", type=int, default=None,
-                        help="run N more trials (default: finish the file's total budget)")
+    parser.add_argument(
+        "--trials", type=int, default=None, help="run N more trials (default: finish the file's total budget)"
+    )
     _add_storage(parser)
     parser.add_argument("--study", default=None, help="study name (default: the file's [study] name)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the file's [study] seed)")
-    parser.add_argument("--sampler-seed", type=int, default=None,
-                        help="seed of the sampler only (default: --seed); one per process sharing a study")
-    parser.add_argument("--ray-address", default=None,
-                        help="Ray cluster for the ray_tune and two_stage strategies (auto or host:port)")
+    parser.add_argument(
+        "--sampler-seed",
+        type=int,
+        default=None,
+        help="seed of the sampler only (default: --seed); one per process sharing a study",
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="Ray cluster for the ray_tune and two_stage strategies (auto or host:port)"
+    )
     parser.add_argument("--cache", default=None, help="score-cache file (default: $AUTOML_CACHE or automl-cache.db)")
     parser.add_argument("--no-cache", action="store_true", help="evaluate every candidate, even repeated ones")
     parser.add_argument("--device", default=None, help="torch device for evaluators (default: cuda if present)")
@@ -49,13 +55,22 @@ def _run(args: argparse.Namespace) -> int:
     if args.ray_address:
         os.environ["AUTOML_RAY_ADDRESS"] = args.ray_address
     space = SearchSpace.from_file(args.space)
-    runner = StudyRunner(space, storage=args.storage, study_name=args.study, seed=args.seed,
-                         cache=False if args.no_cache else (args.cache or True), device=args.device,
-                         sampler_seed=args.sampler_seed)
+    runner = StudyRunner(
+        space,
+        storage=args.storage,
+        study_name=args.study,
+        seed=args.seed,
+        cache=False if args.no_cache else (args.cache or True),
+        device=args.device,
+        sampler_seed=args.sampler_seed,
+    )
     before = runner.finished_trials()
     if args.trials is None and runner.remaining() == 0:
-        print(f"study {runner.study_name!r} already has {before} finished trials (budget "
-              f"{space.study.n_trials}); pass --trials N to run more", file=sys.stderr)
+        print(
+            f"study {runner.study_name!r} already has {before} finished trials (budget "
+            f"{space.study.n_trials}); pass --trials N to run more",
+            file=sys.stderr,
+        )
     elif before:
         print(f"continuing study {runner.study_name!r} ({before} trials finished)", file=sys.stderr)
     runner.run(args.trials, show_progress=not args.quiet and sys.stderr.isatty())
@@ -87,12 +102,14 @@ def _show(args: argparse.Namespace) -> int:
     study = load_study(args.study, args.storage)
     described = study.user_attrs.get("automl.space") or {}
     if described:
-        print(f"space: {described.get('source')}  task: {described.get('task')}  "
-              f"dimensions: {', '.join(described.get('dimensions', []))}  evaluator: {described.get('evaluator')}")
+        print(
+            f"space: {described.get('source')}  task: {described.get('task')}  "
+            f"dimensions: {', '.join(described.get('dimensions', []))}  evaluator: {described.get('evaluator')}"
+        )
     print(study_summary(study, top=args.top))
     for key, value in sorted(study.user_attrs.items()):
         if key.startswith("strategy."):
-            print(f"{key[len('strategy.'):]}: {json.dumps(value, default=str)}")
+            print(f"{key[len('strategy.') :]}: {json.dumps(value, default=str)}")
     return 0
 
 
@@ -193,11 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"automl: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("automl: interrupted; every finished trial is stored, run the same command again to continue",
-              file=sys.stderr)
+        print(
+            "automl: interrupted; every finished trial is stored, run the same command again to continue",
+            file=sys.stderr,
+        )
         return 130
-
-
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 COST_METRICS: tuple[str, ...] = ("params", "flops", "size_bits")
 DEFAULT_BITS = 32
@@ -121,5 +121,8 @@ def count_flops(model: nn.Module, example_input: Any) -> int:
 
 def compute_costs(model: nn.Module, example_input: Any) -> dict[str, float]:
     """Every cost figure of ``model`` (after its masks and bit-widths)."""
-    return {"params": float(count_params(model)), "flops": float(count_flops(model, example_input)),
-            "size_bits": float(size_in_bits(model))}
+    return {
+        "params": float(count_params(model)),
+        "flops": float(count_flops(model, example_input)),
+        "size_bits": float(size_in_bits(model)),
+    }

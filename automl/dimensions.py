@@ -11,7 +11,7 @@ import optuna
 from automl.plugin import Configurable
 
 if TYPE_CHECKING:
-    import torch.nn as nn
+    from torch import nn
 
     from automl.candidate import Candidate
     from automl.tasks import Task
@@ -46,8 +46,9 @@ class ScopedTrial:
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
         return self.trial.suggest_int(self._name(name), low, high, step=step, log=log)
 
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
-                      log: bool = False) -> float:
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
         return self.trial.suggest_float(self._name(name), low, high, step=step, log=log)
 
     @property
@@ -69,7 +70,7 @@ class Dimension(Configurable):
     stage: ClassVar[int] = RECIPE
 
     @abstractmethod
-    def suggest(self, trial: ScopedTrial, candidate: "Candidate") -> None:
+    def suggest(self, trial: ScopedTrial, candidate: Candidate) -> None:
         """Suggest this dimension's values for one trial and apply them to ``candidate``."""
 
     def validate(self, space: Any) -> None:
@@ -97,7 +98,7 @@ class Architecture:
         """Equal for architectures that compute the same function (isomorphic cells)."""
 
     @abstractmethod
-    def build(self, task: "Task", norm_layer: Any = None, options: Mapping[str, Any] | None = None) -> "nn.Module":
+    def build(self, task: Task, norm_layer: Any = None, options: Mapping[str, Any] | None = None) -> nn.Module:
         """A freshly initialised torch model for ``task``.
 
         ``norm_layer(num_features, layout=...)`` returns a normalization module (``layout`` is
@@ -138,12 +139,15 @@ class ArchitectureDimension(Dimension):
     def params(self, arch: Architecture) -> dict[str, Any]:
         """The unprefixed parameter values for which ``sample`` returns ``arch``."""
 
-    def suggest(self, trial: ScopedTrial, candidate: "Candidate") -> None:
+    def suggest(self, trial: ScopedTrial, candidate: Candidate) -> None:
         candidate.set_architecture(self.sample(trial), key=trial.prefix)
 
     def validate(self, space: Any) -> None:
         from automl.errors import SpaceError
 
         if self.task_kinds and space.task.kind not in self.task_kinds:
-            raise SpaceError(f"the {self.name!r} architecture cannot take a {space.task.kind} task "
-                             f"({space.task.name!r})", key="task.name", allowed=self.task_kinds)
+            raise SpaceError(
+                f"the {self.name!r} architecture cannot take a {space.task.kind} task ({space.task.name!r})",
+                key="task.name",
+                allowed=self.task_kinds,
+            )

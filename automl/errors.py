@@ -20,15 +20,16 @@ class SpaceError(AutomlError):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, key: str = "", source: str | None = None,
-                 allowed: Iterable[object] | None = None) -> None:
+    def __init__(
+        self, message: str, *, key: str = "", source: str | None = None, allowed: Iterable[object] | None = None
+    ) -> None:
         self.message = message
         self.key = key
         self.source = source
         self.allowed = [str(a) for a in allowed] if allowed is not None else None
         super().__init__(str(self))
 
-    def located(self, source: str | None = None, prefix: str = "") -> "SpaceError":
+    def located(self, source: str | None = None, prefix: str = "") -> SpaceError:
         """Return a copy with the source file and a key-path prefix filled in."""
         key = f"{prefix}.{self.key}" if prefix and self.key else (prefix or self.key)
         return SpaceError(self.message, key=key, source=self.source or source, allowed=self.allowed)

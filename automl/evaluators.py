@@ -32,17 +32,20 @@ class EvalResult:
     reasons: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def coerce(cls, value: "EvalResult | Mapping[str, float]") -> "EvalResult":
+    def coerce(cls, value: EvalResult | Mapping[str, float]) -> EvalResult:
         if isinstance(value, EvalResult):
             return value
         return cls(scores={k: float(v) for k, v in value.items()})
 
     def to_json(self) -> dict[str, Any]:
-        return {"scores": {k: (None if math.isnan(v) else v) for k, v in self.scores.items()},
-                "info": self.info, "reasons": self.reasons}
+        return {
+            "scores": {k: (None if math.isnan(v) else v) for k, v in self.scores.items()},
+            "info": self.info,
+            "reasons": self.reasons,
+        }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "EvalResult":
+    def from_json(cls, data: Mapping[str, Any]) -> EvalResult:
         scores = {k: (math.nan if v is None else float(v)) for k, v in data["scores"].items()}
         return cls(scores=scores, info=dict(data.get("info", {})), reasons=dict(data.get("reasons", {})))
 
@@ -61,8 +64,9 @@ class EvalContext:
     context with the same two methods.
     """
 
-    def __init__(self, trial: optuna.trial.BaseTrial | None = None, *, seed: int = 0,
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self, trial: optuna.trial.BaseTrial | None = None, *, seed: int = 0, device: torch.device | str | None = None
+    ) -> None:
         self.trial = trial
         self.seed = seed
         self.device = torch.device(device) if device is not None else default_device()
@@ -99,9 +103,9 @@ class Evaluator(Configurable):
     def metrics(self) -> list[str]:
         """Names of the scores ``evaluate`` returns (objectives may use these and the cost figures)."""
 
-    def validate(self, space: "SearchSpace") -> None:
+    def validate(self, space: SearchSpace) -> None:
         """Check rules that involve the rest of the space; raise ``SpaceError`` with a key path."""
 
     @abstractmethod
-    def evaluate(self, candidate: "Candidate", context: EvalContext) -> EvalResult | Mapping[str, float]:
+    def evaluate(self, candidate: Candidate, context: EvalContext) -> EvalResult | Mapping[str, float]:
         """Score one candidate. Raise to fail the trial (the reason is stored); the search goes on."""

@@ -15,8 +15,14 @@ from automl.errors import SpaceError
 
 REQUIRED: Any = object()
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-               list: "a list", dict: "a table"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,9 @@ def _show(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})" if not isinstance(value, (int, float)) else repr(value)
 
 
-def validate_options(declared: Mapping[str, Option], raw: Mapping[str, Any], *, key: str = "",
-                     reserved: Sequence[str] = ()) -> dict[str, Any]:
+def validate_options(
+    declared: Mapping[str, Option], raw: Mapping[str, Any], *, key: str = "", reserved: Sequence[str] = ()
+) -> dict[str, Any]:
     """Check ``raw`` against ``declared`` and return the complete settings (defaults filled in).
 
     Keys listed in ``reserved`` (``name`` and the like) are skipped: the caller has used them.
@@ -114,15 +121,15 @@ def validate_options(declared: Mapping[str, Option], raw: Mapping[str, Any], *, 
     prefix = f"{key}." if key else ""
     unknown = [k for k in raw if k not in declared and k not in reserved]
     if unknown:
-        raise SpaceError(f"unknown key {unknown[0]!r}", key=f"{prefix}{unknown[0]}",
-                         allowed=sorted(declared))
+        raise SpaceError(f"unknown key {unknown[0]!r}", key=f"{prefix}{unknown[0]}", allowed=sorted(declared))
     settings: dict[str, Any] = {}
     for name, option in declared.items():
         if name in raw:
             settings[name] = option.check(raw[name], f"{prefix}{name}")
         elif option.required:
-            raise SpaceError(f"missing required key {name!r} ({option.help or option.describe()})",
-                             key=f"{prefix}{name}")
+            raise SpaceError(
+                f"missing required key {name!r} ({option.help or option.describe()})", key=f"{prefix}{name}"
+            )
         else:
             settings[name] = option.default
     return settings

@@ -26,8 +26,9 @@ class Configurable:
         self.settings = settings
 
     @classmethod
-    def configure(cls, raw: Mapping[str, Any] | None = None, *, key: str = "",
-                  reserved: tuple[str, ...] = ("name",)) -> "Configurable":
+    def configure(
+        cls, raw: Mapping[str, Any] | None = None, *, key: str = "", reserved: tuple[str, ...] = ("name",)
+    ) -> Configurable:
         """Validate ``raw`` (a file's table) and return a configured instance."""
         settings = validate_options(cls.options, raw or {}, key=key, reserved=reserved)
         try:

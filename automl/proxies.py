@@ -27,7 +27,7 @@ class ProxyValue:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def nan(cls, reason: str) -> "ProxyValue":
+    def nan(cls, reason: str) -> ProxyValue:
         return cls(math.nan, reason)
 
 
@@ -45,5 +45,5 @@ class Proxy(Configurable):
     mode: ClassVar[str] = "train"
 
     @abstractmethod
-    def score(self, candidate: "Candidate", batch: "Batch") -> float | ProxyValue:
+    def score(self, candidate: Candidate, batch: Batch) -> float | ProxyValue:
         """Score a fresh model of ``candidate`` on ``batch``; return NaN with a reason rather than raise."""

@@ -156,6 +156,15 @@ def study_overviews(storage: str | optuna.storages.BaseStorage | None) -> list[S
             if trials is None:
                 trials = read_sqlite_trials(url, frozen.study_name) or opened.get_all_trials(study_id, deepcopy=False)
             front = len(pareto_front(trials, frozen.directions))
-        overviews.append(StudyOverview(frozen.study_name, frozen.user_attrs.get("automl.space") or {},
-                                       directions, counted.counts, best_value, front, counted.last_activity))
+        overviews.append(
+            StudyOverview(
+                frozen.study_name,
+                frozen.user_attrs.get("automl.space") or {},
+                directions,
+                counted.counts,
+                best_value,
+                front,
+                counted.last_activity,
+            )
+        )
     return overviews

@@ -42,8 +42,14 @@ KINDS: dict[str, str] = {
     "strategies": "register_strategies",
     "commands": "register_commands",
 }
-_SINGULAR = {"dimensions": "dimension", "proxies": "proxy", "evaluators": "evaluator", "tasks": "task",
-             "strategies": "strategy", "commands": "command"}
+_SINGULAR = {
+    "dimensions": "dimension",
+    "proxies": "proxy",
+    "evaluators": "evaluator",
+    "tasks": "task",
+    "strategies": "strategy",
+    "commands": "command",
+}
 
 
 @dataclass
@@ -99,16 +105,19 @@ class Registry:
             return False
         return True
 
-    def _register_callback(self, kind: str, plugin: str, info: PluginInfo,
-                           added: list[tuple[str, str]]) -> Callable[[Any], None]:
+    def _register_callback(
+        self, kind: str, plugin: str, info: PluginInfo, added: list[tuple[str, str]]
+    ) -> Callable[[Any], None]:
         def register(obj: Any) -> None:
             name = getattr(obj, "name", None)
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {plugin!r} registered a {_SINGULAR[kind]} without a name: {obj!r}")
             existing = self.items[kind].get(name)
             if existing is not None:
-                raise PluginError(f"{_SINGULAR[kind]} {name!r} from plugin {plugin!r} is already registered "
-                                  f"by plugin {existing.plugin!r}")
+                raise PluginError(
+                    f"{_SINGULAR[kind]} {name!r} from plugin {plugin!r} is already registered "
+                    f"by plugin {existing.plugin!r}"
+                )
             self.items[kind][name] = Registration(name, obj, plugin)
             info.registered.setdefault(kind, []).append(name)
             added.append((kind, name))

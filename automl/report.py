@@ -16,13 +16,14 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     """Align ``rows`` under ``header``; numbers right-aligned."""
     cells = [[format_value(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
-    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and rows
-               for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
+    numeric = [
+        all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and rows for i in range(len(header))
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), "  ".join("-" * w for w in widths)]
     for row in cells:
-        lines.append("  ".join((c.rjust(w) if numeric[i] else c.ljust(w))
-                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        lines.append(
+            "  ".join((c.rjust(w) if numeric[i] else c.ljust(w)) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -46,8 +47,12 @@ def study_summary(study: optuna.Study, top: int = 5) -> str:
     metrics = study_metrics(study)
     trials = study_trials(study)
     counts = state_counts(trials)
-    lines = [f"study {study.study_name!r}: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
-             f"{counts['FAIL']} failed, {counts['RUNNING']} running"]
+    lines = [
+        (
+            f"study {study.study_name!r}: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
+            f"{counts['FAIL']} failed, {counts['RUNNING']} running"
+        )
+    ]
     described = study.user_attrs.get("automl.space") or {}
     for key, label in (("strategy_result", "strategy"),):
         if key in study.user_attrs:
@@ -56,8 +61,10 @@ def study_summary(study: optuna.Study, top: int = 5) -> str:
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
         ranked = _distinct(sorted(completed, key=lambda t: t.value, reverse=reverse))[:top]
-        title = (f"best {len(ranked)} distinct candidates by {metrics[0]} "
-                 f"({described.get('objectives', [{}])[0].get('direction', '')})")
+        title = (
+            f"best {len(ranked)} distinct candidates by {metrics[0]} "
+            f"({described.get('objectives', [{}])[0].get('direction', '')})"
+        )
     else:
         ranked = best_trials(study, trials)
         title = f"Pareto front ({len(ranked)} trials) over {', '.join(metrics)}"
@@ -97,9 +104,16 @@ def studies_table(storage: optuna.storages.BaseStorage) -> str:
     rows = []
     for study in overviews:
         counts = study.counts
-        rows.append([study.name, study.described.get("source", "-"), study.described.get("evaluator", "-"),
-                     counts["COMPLETE"], counts["RUNNING"], counts["FAIL"] + counts["PRUNED"],
-                     study.best_text(format_value),
-                     study.last_activity.strftime("%Y-%m-%d %H:%M") if study.last_activity else "-"])
-    return table(rows, ["study", "space", "evaluator", "complete", "running", "failed/pruned", "best",
-                        "last activity"])
+        rows.append(
+            [
+                study.name,
+                study.described.get("source", "-"),
+                study.described.get("evaluator", "-"),
+                counts["COMPLETE"],
+                counts["RUNNING"],
+                counts["FAIL"] + counts["PRUNED"],
+                study.best_text(format_value),
+                study.last_activity.strftime("%Y-%m-%d %H:%M") if study.last_activity else "-",
+            ]
+        )
+    return table(rows, ["study", "space", "evaluator", "complete", "running", "failed/pruned", "best", "last activity"])

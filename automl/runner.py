@@ -38,10 +38,17 @@ class StudyRunner:
     ``automl.records.trial_record`` flattens them into ``score.*``/``cost.*`` columns.
     """
 
-    def __init__(self, space: SearchSpace, *, storage: str | optuna.storages.BaseStorage | None = None,
-                 study_name: str | None = None, seed: int | None = None,
-                 cache: ScoreCache | str | bool | None = True, device: str | None = None,
-                 sampler_seed: int | None = None) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        storage: str | optuna.storages.BaseStorage | None = None,
+        study_name: str | None = None,
+        seed: int | None = None,
+        cache: ScoreCache | str | bool | None = True,
+        device: str | None = None,
+        sampler_seed: int | None = None,
+    ) -> None:
         self.space = space
         self.seed = space.study.seed if seed is None else seed
         # Several processes sharing one study need different sampler seeds but the same evaluation seed.
@@ -61,15 +68,22 @@ class StudyRunner:
 
     def _open_study(self) -> optuna.Study:
         try:
-            study = optuna.create_study(storage=self.storage, study_name=self.study_name,
-                                        sampler=self.space.make_sampler(self.sampler_seed), pruner=self.space.make_pruner(),
-                                        directions=self.space.directions, load_if_exists=True)
+            study = optuna.create_study(
+                storage=self.storage,
+                study_name=self.study_name,
+                sampler=self.space.make_sampler(self.sampler_seed),
+                pruner=self.space.make_pruner(),
+                directions=self.space.directions,
+                load_if_exists=True,
+            )
         except optuna.exceptions.OptunaError as err:
             raise AutomlError(f"study {self.study_name!r}: {err}") from None
         existing = [d.name.lower() for d in study.directions]
         if existing != self.space.directions:
-            raise AutomlError(f"study {self.study_name!r} already exists with directions {existing}, but the space "
-                              f"asks for {self.space.directions}; choose another --study name")
+            raise AutomlError(
+                f"study {self.study_name!r} already exists with directions {existing}, but the space "
+                f"asks for {self.space.directions}; choose another --study name"
+            )
         described = self.space.describe()
         if study.user_attrs.get(SPACE_ATTR) != described:
             study.set_user_attr(SPACE_ATTR, described)
@@ -84,8 +98,9 @@ class StudyRunner:
         """Trials left in the space's total budget."""
         return max(0, self.space.study.n_trials - self.finished_trials())
 
-    def run(self, n_trials: int | None = None, *, show_progress: bool = False,
-            timeout: float | None = None) -> optuna.Study:
+    def run(
+        self, n_trials: int | None = None, *, show_progress: bool = False, timeout: float | None = None
+    ) -> optuna.Study:
         """Run ``n_trials`` more trials, or what is left of the space's budget when ``None``."""
         budget = self.remaining() if n_trials is None else n_trials
         if budget <= 0:
@@ -98,16 +113,22 @@ class StudyRunner:
                 callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [self._after_trial]
                 if n_trials is None:
                     callbacks.append(optuna.study.MaxTrialsCallback(self.space.study.n_trials, states=FINISHED))
-                self.study.optimize(self.objective, n_trials=budget, timeout=timeout, catch=(Exception,),
-                                    callbacks=callbacks)
+                self.study.optimize(
+                    self.objective, n_trials=budget, timeout=timeout, catch=(Exception,), callbacks=callbacks
+                )
         finally:
             if progress:
                 progress.close()
             self._progress = None
         return self.study
 
-    def run_trial(self, params: Mapping[str, Any] | None = None, *, evaluator: Evaluator | None = None,
-                  attrs: Mapping[str, Any] | None = None) -> FrozenTrial:
+    def run_trial(
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        evaluator: Evaluator | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> FrozenTrial:
         """Evaluate one candidate as a recorded trial and return the stored trial.
 
         ``params`` fixes the candidate (prefixed parameter names, as ``SearchSpace.candidate`` takes);
@@ -125,13 +146,19 @@ class StudyRunner:
             state = TrialState.PRUNED
         except Exception:  # noqa: BLE001 - the reason is stored on the trial; the search goes on
             state = TrialState.FAIL
-        frozen = self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state,
-                                 skip_if_finished=True)
+        frozen = self.study.tell(
+            trial, values if state == TrialState.COMPLETE else None, state=state, skip_if_finished=True
+        )
         self._after_trial(self.study, frozen)
         return frozen
 
-    def objective(self, trial: optuna.trial.BaseTrial, *, evaluator: Evaluator | None = None,
-                  attrs: Mapping[str, Any] | None = None) -> list[float]:
+    def objective(
+        self,
+        trial: optuna.trial.BaseTrial,
+        *,
+        evaluator: Evaluator | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> list[float]:
         """Sample, evaluate and record one trial; returns the objective values."""
         start = time.perf_counter()
         evaluator = evaluator or self.space.evaluator
@@ -143,19 +170,39 @@ class StudyRunner:
             candidate = self.space.sample(trial)
             candidate.seed = self.seed
             self.last_candidate = candidate
-            trial.set_user_attr("candidate", {"id": candidate.id, "arch": candidate.attrs.get("arch"),
-                                              "arch_kind": candidate.attrs.get("arch_kind"),
-                                              "arch_key": candidate.arch_key})
+            trial.set_user_attr(
+                "candidate",
+                {
+                    "id": candidate.id,
+                    "arch": candidate.attrs.get("arch"),
+                    "arch_kind": candidate.attrs.get("arch_kind"),
+                    "arch_key": candidate.arch_key,
+                },
+            )
             result, cached = self.evaluate(candidate, evaluator, context)
-            record = {"scores": _jsonable(result.scores), "costs": _jsonable(result.info.get("costs", {})),
-                      "info": {k: v for k, v in result.info.items() if k != "costs"}, "reasons": result.reasons,
-                      "duration_s": round(time.perf_counter() - start, 6), "cached": cached}
+            record = {
+                "scores": _jsonable(result.scores),
+                "costs": _jsonable(result.info.get("costs", {})),
+                "info": {k: v for k, v in result.info.items() if k != "costs"},
+                "reasons": result.reasons,
+                "duration_s": round(time.perf_counter() - start, 6),
+                "cached": cached,
+            }
             trial.set_user_attr("result", record)
             return self.objective_values(result)
         except optuna.TrialPruned as pruned:
-            trial.set_user_attr("result", {"scores": {}, "costs": {}, "info": {"curve": context.curve},
-                                           "reasons": {}, "duration_s": round(time.perf_counter() - start, 6),
-                                           "cached": False, "pruned": str(pruned)})
+            trial.set_user_attr(
+                "result",
+                {
+                    "scores": {},
+                    "costs": {},
+                    "info": {"curve": context.curve},
+                    "reasons": {},
+                    "duration_s": round(time.perf_counter() - start, 6),
+                    "cached": False,
+                    "pruned": str(pruned),
+                },
+            )
             raise
         except BaseException as err:
             reason = str(err) if isinstance(err, TrialFailed) else f"{type(err).__name__}: {err}"
@@ -163,13 +210,22 @@ class StudyRunner:
                 reason = "interrupted"
             trial.set_user_attr("failure", reason)
             if context.curve:
-                trial.set_user_attr("result", {"scores": {}, "costs": {}, "info": {"curve": context.curve},
-                                               "reasons": {}, "cached": False,
-                                               "duration_s": round(time.perf_counter() - start, 6)})
+                trial.set_user_attr(
+                    "result",
+                    {
+                        "scores": {},
+                        "costs": {},
+                        "info": {"curve": context.curve},
+                        "reasons": {},
+                        "cached": False,
+                        "duration_s": round(time.perf_counter() - start, 6),
+                    },
+                )
             raise
 
-    def evaluate(self, candidate: Candidate, evaluator: Evaluator | None = None,
-                 context: EvalContext | None = None) -> tuple[EvalResult, bool]:
+    def evaluate(
+        self, candidate: Candidate, evaluator: Evaluator | None = None, context: EvalContext | None = None
+    ) -> tuple[EvalResult, bool]:
         """Evaluate ``candidate`` (from the score cache when possible); returns the result and whether cached."""
         evaluator = evaluator or self.space.evaluator
         context = context or EvalContext(None, seed=self.seed, device=self.device)
@@ -185,8 +241,14 @@ class StudyRunner:
         if context.curve and "curve" not in result.info:
             result.info["curve"] = context.curve
         if key is not None:
-            self.cache.put(key, candidate_id=candidate.id, evaluator=evaluator.name, data=self.data_fingerprint(),
-                           seed=self.seed, result=result)
+            self.cache.put(
+                key,
+                candidate_id=candidate.id,
+                evaluator=evaluator.name,
+                data=self.data_fingerprint(),
+                seed=self.seed,
+                result=result,
+            )
         return result, False
 
     def data_fingerprint(self) -> str:
@@ -201,8 +263,9 @@ class StudyRunner:
         for metric in self.space.metrics:
             value = result.scores.get(metric, costs.get(metric))
             if value is None:
-                raise TrialFailed(f"the evaluator returned no {metric!r} (it returned "
-                                  f"{', '.join(result.scores) or 'nothing'})")
+                raise TrialFailed(
+                    f"the evaluator returned no {metric!r} (it returned {', '.join(result.scores) or 'nothing'})"
+                )
             if math.isnan(value):
                 reason = result.reasons.get(metric, "no reason given")
                 raise TrialFailed(f"{metric} is NaN: {reason}")
@@ -235,8 +298,7 @@ class _Progress:
         from tqdm import tqdm
 
         self.runner = runner
-        self.bar = tqdm(total=total, file=sys.stderr, unit="trial", dynamic_ncols=True,
-                        desc=runner.study_name)
+        self.bar = tqdm(total=total, file=sys.stderr, unit="trial", dynamic_ncols=True, desc=runner.study_name)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.bar.update(1)
@@ -253,9 +315,17 @@ class _Progress:
         self.bar.close()
 
 
-def search(space: SearchSpace | str | Mapping[str, Any], *, storage: str | None = None, study_name: str | None = None,
-           n_trials: int | None = None, seed: int | None = None, cache: ScoreCache | str | bool | None = True,
-           show_progress: bool = False, device: str | None = None) -> optuna.Study:
+def search(
+    space: SearchSpace | str | Mapping[str, Any],
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    seed: int | None = None,
+    cache: ScoreCache | str | bool | None = True,
+    show_progress: bool = False,
+    device: str | None = None,
+) -> optuna.Study:
     """Run a search and return its ``optuna.Study``.
 
     ``space`` is a ``SearchSpace``, a path to a search-space file, or a dict in the file's shape.
@@ -281,8 +351,9 @@ def as_space(space: SearchSpace | str | Mapping[str, Any]) -> SearchSpace:
     return SearchSpace.from_file(space)
 
 
-def evaluate(candidate: Candidate, evaluator: Evaluator | Mapping[str, Any] | str, *,
-             seed: int = 0, device: str | None = None) -> EvalResult:
+def evaluate(
+    candidate: Candidate, evaluator: Evaluator | Mapping[str, Any] | str, *, seed: int = 0, device: str | None = None
+) -> EvalResult:
     """Score one candidate with an evaluator (an instance, a name, or a table in the file's shape).
 
     The cost figures are in ``result.info["costs"]``. Nothing is recorded or cached.

@@ -94,10 +94,18 @@ class SearchSpace:
         })
     """
 
-    def __init__(self, *, task: Task, dimensions: Sequence[tuple[str, Dimension]], evaluator: Evaluator,
-                 objectives: Sequence[Objective], study: StudySettings | None = None,
-                 strategy: Strategy | None = None, source: str = "<space>",
-                 raw: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        task: Task,
+        dimensions: Sequence[tuple[str, Dimension]],
+        evaluator: Evaluator,
+        objectives: Sequence[Objective],
+        study: StudySettings | None = None,
+        strategy: Strategy | None = None,
+        source: str = "<space>",
+        raw: Mapping[str, Any] | None = None,
+    ) -> None:
         self.task = task
         order = sorted(range(len(dimensions)), key=lambda i: (dimensions[i][1].stage, i))
         self.dimensions: list[tuple[str, Dimension]] = [dimensions[i] for i in order]
@@ -117,7 +125,7 @@ class SearchSpace:
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
-    def from_file(cls, path: str | Path, registry: Registry | None = None) -> "SearchSpace":
+    def from_file(cls, path: str | Path, registry: Registry | None = None) -> SearchSpace:
         path = Path(path)
         source = str(path)
         try:
@@ -129,8 +137,9 @@ class SearchSpace:
         return cls.from_toml(text, source=source, default_name=path.stem, registry=registry)
 
     @classmethod
-    def from_toml(cls, text: str, *, source: str = "<space>", default_name: str = "automl",
-                  registry: Registry | None = None) -> "SearchSpace":
+    def from_toml(
+        cls, text: str, *, source: str = "<space>", default_name: str = "automl", registry: Registry | None = None
+    ) -> SearchSpace:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
@@ -138,16 +147,21 @@ class SearchSpace:
         return cls.from_dict(data, source=source, default_name=default_name, registry=registry)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<space>", default_name: str = "automl",
-                  registry: Registry | None = None) -> "SearchSpace":
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        source: str = "<space>",
+        default_name: str = "automl",
+        registry: Registry | None = None,
+    ) -> SearchSpace:
         try:
             return cls._from_dict(data, source, default_name, registry or get_registry())
         except SpaceError as err:
             raise err.located(source) from None
 
     @classmethod
-    def _from_dict(cls, data: Mapping[str, Any], source: str, default_name: str,
-                   registry: Registry) -> "SearchSpace":
+    def _from_dict(cls, data: Mapping[str, Any], source: str, default_name: str, registry: Registry) -> SearchSpace:
         if not isinstance(data, Mapping):
             raise SpaceError("a search space must be a table")
         for key in data:
@@ -161,8 +175,11 @@ class SearchSpace:
         task = _configure(registry, "tasks", _table(data, "task"), "task")
         dims_raw = data.get("dimensions")
         if dims_raw is None:
-            raise SpaceError("missing section [[dimensions]]: a search needs at least one dimension",
-                             key="dimensions", allowed=registry.names("dimensions"))
+            raise SpaceError(
+                "missing section [[dimensions]]: a search needs at least one dimension",
+                key="dimensions",
+                allowed=registry.names("dimensions"),
+            )
         if not isinstance(dims_raw, list) or not all(isinstance(d, Mapping) for d in dims_raw):
             raise SpaceError("must be an array of tables ([[dimensions]])", key="dimensions")
         dimensions: list[tuple[str, Dimension]] = []
@@ -171,11 +188,11 @@ class SearchSpace:
             dim = _configure(registry, "dimensions", raw, where, reserved=("name", "key"))
             dim_key = raw.get("key", dim.name)
             if not isinstance(dim_key, str) or not dim_key.isidentifier():
-                raise SpaceError(f"{dim_key!r} is not a valid key (letters, digits, underscores)",
-                                 key=f"{where}.key")
+                raise SpaceError(f"{dim_key!r} is not a valid key (letters, digits, underscores)", key=f"{where}.key")
             if any(k == dim_key for k, _ in dimensions):
-                raise SpaceError(f"two dimensions share the key {dim_key!r}; give one a different "
-                                 f"'key = ...'", key=f"{where}.key")
+                raise SpaceError(
+                    f"two dimensions share the key {dim_key!r}; give one a different 'key = ...'", key=f"{where}.key"
+                )
             dimensions.append((dim_key, dim))
         if sum(isinstance(d, ArchitectureDimension) for _, d in dimensions) > 1:
             raise SpaceError("only one architecture dimension per space", key="dimensions")
@@ -183,47 +200,71 @@ class SearchSpace:
         evaluator = _configure(registry, "evaluators", _table(data, "evaluator"), "evaluator")
         objectives_raw = data.get("objectives")
         if not objectives_raw:
-            raise SpaceError("missing section [[objectives]]: name at least one metric to optimize",
-                             key="objectives", allowed=list(evaluator.metrics()) + list(COST_METRICS))
+            raise SpaceError(
+                "missing section [[objectives]]: name at least one metric to optimize",
+                key="objectives",
+                allowed=list(evaluator.metrics()) + list(COST_METRICS),
+            )
         if not isinstance(objectives_raw, list) or not all(isinstance(o, Mapping) for o in objectives_raw):
             raise SpaceError("must be an array of tables ([[objectives]])", key="objectives")
-        objectives = [Objective(**validate_options(OBJECTIVE_OPTIONS, o, key=f"objectives[{i}]"))
-                      for i, o in enumerate(objectives_raw)]
+        objectives = [
+            Objective(**validate_options(OBJECTIVE_OPTIONS, o, key=f"objectives[{i}]"))
+            for i, o in enumerate(objectives_raw)
+        ]
         strategy = None
         if "strategy" in data:
             strategy = _configure(registry, "strategies", _table(data, "strategy"), "strategy")
-        space = cls(task=task, dimensions=dimensions, evaluator=evaluator, objectives=objectives,
-                    study=study, strategy=strategy, source=source, raw=copy.deepcopy(dict(data)))
+        space = cls(
+            task=task,
+            dimensions=dimensions,
+            evaluator=evaluator,
+            objectives=objectives,
+            study=study,
+            strategy=strategy,
+            source=source,
+            raw=copy.deepcopy(dict(data)),
+        )
         space.make_sampler()
         space.make_pruner()
         return space
 
     def _validate_objectives(self) -> None:
         strategy_metrics = list(self.strategy.metrics()) if self.strategy is not None else []
-        allowed = list(self.evaluator.metrics()) + [m for m in strategy_metrics
-                                                    if m not in self.evaluator.metrics()] + list(COST_METRICS)
+        allowed = (
+            list(self.evaluator.metrics())
+            + [m for m in strategy_metrics if m not in self.evaluator.metrics()]
+            + list(COST_METRICS)
+        )
         seen = set()
         for i, objective in enumerate(self.objectives):
             if objective.metric not in allowed:
                 of_strategy = f", of strategy {self.strategy.name!r}" if strategy_metrics else ""
-                raise SpaceError(f"{objective.metric!r} is neither a score of evaluator "
-                                 f"{self.evaluator.name!r}{of_strategy} nor a cost figure",
-                                 key=f"objectives[{i}].metric", allowed=allowed)
+                raise SpaceError(
+                    f"{objective.metric!r} is neither a score of evaluator "
+                    f"{self.evaluator.name!r}{of_strategy} nor a cost figure",
+                    key=f"objectives[{i}].metric",
+                    allowed=allowed,
+                )
             if objective.metric in seen:
                 raise SpaceError(f"{objective.metric!r} is listed twice", key=f"objectives[{i}].metric")
             seen.add(objective.metric)
         if self.study.sampler in SINGLE_OBJECTIVE_SAMPLERS and len(self.objectives) > 1:
-            raise SpaceError(f"sampler {self.study.sampler!r} handles one objective; this space has "
-                             f"{len(self.objectives)}", key="study.sampler",
-                             allowed=[s for s in SAMPLERS if s not in SINGLE_OBJECTIVE_SAMPLERS])
+            raise SpaceError(
+                f"sampler {self.study.sampler!r} handles one objective; this space has {len(self.objectives)}",
+                key="study.sampler",
+                allowed=[s for s in SAMPLERS if s not in SINGLE_OBJECTIVE_SAMPLERS],
+            )
 
     def _located(self, check: Any, prefix: str) -> None:
         try:
             check()
         except SpaceError as err:
-            raise err.located(self.source, prefix if not err.key.startswith(("task", "study", "objectives",
-                                                                             "dimensions", "evaluator",
-                                                                             "strategy")) else "")
+            raise err.located(
+                self.source,
+                prefix
+                if not err.key.startswith(("task", "study", "objectives", "dimensions", "evaluator", "strategy"))
+                else "",
+            )
 
     # -- Optuna pieces -----------------------------------------------------------------------------
     @property
@@ -241,27 +282,33 @@ class SearchSpace:
         try:
             return cls(seed=self.study.seed if seed is None else seed, **options)
         except (TypeError, ValueError, ImportError) as err:
-            raise SpaceError(f"sampler {name!r} rejects its options: {err}", key="study.sampler_options",
-                             source=self.source) from None
+            raise SpaceError(
+                f"sampler {name!r} rejects its options: {err}", key="study.sampler_options", source=self.source
+            ) from None
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         cls_name = PRUNERS[self.study.pruner]
         if cls_name is None:
             if self.study.pruner_options:
-                raise SpaceError("pruner_options given without a pruner", key="study.pruner_options",
-                                 source=self.source)
+                raise SpaceError(
+                    "pruner_options given without a pruner", key="study.pruner_options", source=self.source
+                )
             return optuna.pruners.NopPruner()
         options = dict(self.study.pruner_options)
         try:
             if cls_name == "PatientPruner":
                 inner = options.pop("wrapped", None)
                 return optuna.pruners.PatientPruner(
-                    getattr(optuna.pruners, PRUNERS[inner])() if inner in PRUNERS and PRUNERS[inner] else None,
-                    **options)
+                    getattr(optuna.pruners, PRUNERS[inner])() if PRUNERS.get(inner) else None,
+                    **options,
+                )
             return getattr(optuna.pruners, cls_name)(**options)
         except (TypeError, ValueError) as err:
-            raise SpaceError(f"pruner {self.study.pruner!r} rejects its options: {err}",
-                             key="study.pruner_options", source=self.source) from None
+            raise SpaceError(
+                f"pruner {self.study.pruner!r} rejects its options: {err}",
+                key="study.pruner_options",
+                source=self.source,
+            ) from None
 
     # -- candidates --------------------------------------------------------------------------------
     def sample(self, trial: optuna.trial.BaseTrial) -> Candidate:
@@ -329,8 +376,9 @@ def _table(data: Mapping[str, Any], name: str, required: bool = True) -> Mapping
     return value
 
 
-def _configure(registry: Registry, kind: str, raw: Mapping[str, Any], key: str,
-               reserved: tuple[str, ...] = ("name",)) -> Any:
+def _configure(
+    registry: Registry, kind: str, raw: Mapping[str, Any], key: str, reserved: tuple[str, ...] = ("name",)
+) -> Any:
     name = raw.get("name")
     if name is None:
         raise SpaceError("missing key 'name'", key=f"{key}.name", allowed=registry.names(kind))

@@ -69,8 +69,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _with_study(url: str | None, study_name: str,
-                read: Callable[[sqlite3.Connection, int], Any]) -> Any:
+def _with_study(url: str | None, study_name: str, read: Callable[[sqlite3.Connection, int], Any]) -> Any:
     """``read(connection, study_id)`` on a read-only connection; ``None`` where the fast path does not apply."""
     if not url or not url.startswith("sqlite:"):
         return None
@@ -97,8 +96,10 @@ def _read_counts(connection: sqlite3.Connection, study_id: int) -> StudyCounts:
     counts = {state.name: 0 for state in TrialState}
     latest: list[dt.datetime] = []
     for state, count, last in connection.execute(
-            "SELECT state, COUNT(*), MAX(COALESCE(datetime_complete, datetime_start)) FROM trials "
-            "WHERE study_id = ? GROUP BY state", (study_id,)):
+        "SELECT state, COUNT(*), MAX(COALESCE(datetime_complete, datetime_start)) FROM trials "
+        "WHERE study_id = ? GROUP BY state",
+        (study_id,),
+    ):
         counts[TrialState[state].name] = count
         if last:
             latest.append(_time(last))
@@ -112,47 +113,61 @@ def _read_trials(connection: sqlite3.Connection, study_id: int) -> list[FrozenTr
     distributions: dict[int, dict[str, BaseDistribution]] = defaultdict(dict)
     parsed: dict[str, BaseDistribution] = {}
     for trial_id, name, value, dist_json in connection.execute(
-            f"SELECT trial_id, param_name, param_value, distribution_json FROM trial_params WHERE {in_study} "
-            "ORDER BY param_id",
-            (study_id,)):
+        f"SELECT trial_id, param_name, param_value, distribution_json FROM trial_params WHERE {in_study} "
+        "ORDER BY param_id",
+        (study_id,),
+    ):
         distribution = parsed.get(dist_json) or parsed.setdefault(dist_json, json_to_distribution(dist_json))
         params[trial_id][name] = distribution.to_external_repr(value)
         distributions[trial_id][name] = distribution
 
     values: dict[int, dict[int, float]] = defaultdict(dict)
     for trial_id, objective, value, kind in connection.execute(
-            f"SELECT trial_id, objective, value, value_type FROM trial_values WHERE {in_study} "
-            "ORDER BY trial_value_id", (study_id,)):
+        f"SELECT trial_id, objective, value, value_type FROM trial_values WHERE {in_study} ORDER BY trial_value_id",
+        (study_id,),
+    ):
         values[trial_id][objective] = _SPECIAL.get(kind, value)
 
     intermediate: dict[int, dict[int, float]] = defaultdict(dict)
     for trial_id, step, value, kind in connection.execute(
-            f"SELECT trial_id, step, intermediate_value, intermediate_value_type FROM trial_intermediate_values "
-            f"WHERE {in_study} ORDER BY trial_intermediate_value_id", (study_id,)):
+        f"SELECT trial_id, step, intermediate_value, intermediate_value_type FROM trial_intermediate_values "
+        f"WHERE {in_study} ORDER BY trial_intermediate_value_id",
+        (study_id,),
+    ):
         intermediate[trial_id][step] = _SPECIAL.get(kind, value)
 
     attrs: dict[str, dict[int, dict[str, Any]]] = {}
     for table in ("trial_user_attributes", "trial_system_attributes"):
         found: dict[int, dict[str, Any]] = defaultdict(dict)
         for trial_id, key, value_json in connection.execute(
-                f"SELECT trial_id, key, value_json FROM {table} WHERE {in_study} ORDER BY {table[:-1]}_id",
-                (study_id,)):
+            f"SELECT trial_id, key, value_json FROM {table} WHERE {in_study} ORDER BY {table[:-1]}_id", (study_id,)
+        ):
             found[trial_id][key] = json.loads(value_json)
         attrs[table] = found
 
     trials = []
     for trial_id, number, state, start, complete in connection.execute(
-            "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
-            "WHERE study_id = ? ORDER BY number", (study_id,)):
+        "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
+        "WHERE study_id = ? ORDER BY number",
+        (study_id,),
+    ):
         objective_values = values.get(trial_id)
-        trials.append(FrozenTrial(
-            number=number, state=TrialState[state], value=None,
-            values=[objective_values[i] for i in sorted(objective_values)] if objective_values else None,
-            datetime_start=_time(start), datetime_complete=_time(complete),
-            params=params.get(trial_id, {}), distributions=distributions.get(trial_id, {}),
-            user_attrs=attrs["trial_user_attributes"].get(trial_id, {}),
-            system_attrs=attrs["trial_system_attributes"].get(trial_id, {}),
-            intermediate_values=intermediate.get(trial_id, {}), trial_id=trial_id))
+        trials.append(
+            FrozenTrial(
+                number=number,
+                state=TrialState[state],
+                value=None,
+                values=[objective_values[i] for i in sorted(objective_values)] if objective_values else None,
+                datetime_start=_time(start),
+                datetime_complete=_time(complete),
+                params=params.get(trial_id, {}),
+                distributions=distributions.get(trial_id, {}),
+                user_attrs=attrs["trial_user_attributes"].get(trial_id, {}),
+                system_attrs=attrs["trial_system_attributes"].get(trial_id, {}),
+                intermediate_values=intermediate.get(trial_id, {}),
+                trial_id=trial_id,
+            )
+        )
     return trials
 
 

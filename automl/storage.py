@@ -34,8 +34,10 @@ def open_storage(storage: str | optuna.storages.BaseStorage | None) -> optuna.st
     try:
         if "://" not in url:
             if not url.endswith(JOURNAL_SUFFIXES):
-                raise StorageError(f"{url}: not a storage URL; use sqlite:///FILE.db, a journal file "
-                                   f"ending in {', '.join(JOURNAL_SUFFIXES)}, or any Optuna storage URL")
+                raise StorageError(
+                    f"{url}: not a storage URL; use sqlite:///FILE.db, a journal file "
+                    f"ending in {', '.join(JOURNAL_SUFFIXES)}, or any Optuna storage URL"
+                )
             from optuna.storages.journal import JournalFileBackend
 
             Path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -46,8 +48,7 @@ def open_storage(storage: str | optuna.storages.BaseStorage | None) -> optuna.st
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, OSError, RuntimeError) as err:
         raise StorageError(f"{url}: cannot open the study storage ({_first_line(err)})") from None
     except Exception as err:  # noqa: BLE001 - journal parsers raise plain errors on corrupt files
-        raise StorageError(f"{url}: cannot open the study storage ({type(err).__name__}: "
-                           f"{_first_line(err)})") from None
+        raise StorageError(f"{url}: cannot open the study storage ({type(err).__name__}: {_first_line(err)})") from None
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -81,5 +82,7 @@ def load_study(name: str, storage: str | optuna.storages.BaseStorage | None) -> 
         return optuna.load_study(study_name=name, storage=opened)
     except KeyError:
         names = sorted(s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False))
-        raise UnknownStudyError(f"no study named {name!r} in {storage_url(storage) if not isinstance(storage, optuna.storages.BaseStorage) else 'the storage'}"
-                                f" (studies: {', '.join(names) if names else 'none'})") from None
+        raise UnknownStudyError(
+            f"no study named {name!r} in {storage_url(storage) if not isinstance(storage, optuna.storages.BaseStorage) else 'the storage'}"
+            f" (studies: {', '.join(names) if names else 'none'})"
+        ) from None

@@ -24,9 +24,9 @@ class Strategy(Configurable):
         """Scores the strategy's own evaluators produce (an oracle's), which objectives may also name."""
         return []
 
-    def validate(self, space: "SearchSpace") -> None:
+    def validate(self, space: SearchSpace) -> None:
         """Check rules that involve the rest of the space; raise ``SpaceError`` with a key path."""
 
     @abstractmethod
-    def run(self, runner: "StudyRunner", n_trials: int) -> None:
+    def run(self, runner: StudyRunner, n_trials: int) -> None:
         """Run the search, spending at most ``n_trials`` new trials."""

@@ -18,7 +18,7 @@ class Batch:
     inputs: torch.Tensor
     targets: torch.Tensor | None = None
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(self.inputs.to(device), None if self.targets is None else self.targets.to(device))
 
     def __len__(self) -> int:
@@ -66,5 +66,9 @@ class Task(Configurable):
         return digest.hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "input_shape": list(self.input_shape),
-                "num_classes": self.num_classes, "vocab_size": self.vocab_size}
+        return {
+            "kind": self.kind,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "vocab_size": self.vocab_size,
+        }

@@ -29,16 +29,25 @@ SPARSITIES = (0.0, 0.5, 0.9)
 
 
 def space(channels: int, cells_per_stage: int, image_size: int) -> automl.SearchSpace:
-    return automl.SearchSpace.from_dict({
-        "study": {"name": "compression-benchmark", "sampler": "random"},
-        "task": {"name": "digits", "batch_size": 64, "image_size": image_size},
-        "dimensions": [{"name": "nb201", "channels": channels, "cells_per_stage": cells_per_stage},
-                       {"name": "pruning", "methods": ["magnitude"], "sparsities": list(SPARSITIES)},
-                       {"name": "quantization", "weight_bits": list(BITS), "activation_bits": [32],
-                        "granularities": ["per_channel"], "schemes": ["symmetric"]}],
-        "evaluator": {"name": "training"},
-        "objectives": [{"metric": "val_accuracy"}],
-    })
+    return automl.SearchSpace.from_dict(
+        {
+            "study": {"name": "compression-benchmark", "sampler": "random"},
+            "task": {"name": "digits", "batch_size": 64, "image_size": image_size},
+            "dimensions": [
+                {"name": "nb201", "channels": channels, "cells_per_stage": cells_per_stage},
+                {"name": "pruning", "methods": ["magnitude"], "sparsities": list(SPARSITIES)},
+                {
+                    "name": "quantization",
+                    "weight_bits": list(BITS),
+                    "activation_bits": [32],
+                    "granularities": ["per_channel"],
+                    "schemes": ["symmetric"],
+                },
+            ],
+            "evaluator": {"name": "training"},
+            "objectives": [{"metric": "val_accuracy"}],
+        }
+    )
 
 
 def main() -> None:
@@ -58,21 +67,39 @@ def main() -> None:
     for cell_name, cell in CELLS.items():
         for sparsity in SPARSITIES:
             for bits in BITS:
-                params = {"pruning.method": "magnitude", "pruning.scope": "global", "pruning.sparsity": sparsity,
-                          "quantization.weight_bits": bits, "quantization.activation_bits": 32,
-                          "quantization.granularity": "per_channel", "quantization.scheme": "symmetric"}
+                params = {
+                    "pruning.method": "magnitude",
+                    "pruning.scope": "global",
+                    "pruning.sparsity": sparsity,
+                    "quantization.weight_bits": bits,
+                    "quantization.activation_bits": 32,
+                    "quantization.granularity": "per_channel",
+                    "quantization.scheme": "symmetric",
+                }
                 candidate = search_space.candidate_from_arch(cell, params)
                 candidate.seed = args.seed
                 start = time.perf_counter()
                 result = train_candidate(candidate, settings, None, args.device)
                 costs = result.info["costs"]
-                rows.append([cell_name, bits, f"{sparsity:.0%}", int(costs["params"]), int(costs["size_bits"]),
-                             round(costs["size_bits"] / 8 / 1024, 2), result.scores["val_accuracy"],
-                             result.scores["test_accuracy"], round(time.perf_counter() - start, 2)])
+                rows.append(
+                    [
+                        cell_name,
+                        bits,
+                        f"{sparsity:.0%}",
+                        int(costs["params"]),
+                        int(costs["size_bits"]),
+                        round(costs["size_bits"] / 8 / 1024, 2),
+                        result.scores["val_accuracy"],
+                        result.scores["test_accuracy"],
+                        round(time.perf_counter() - start, 2),
+                    ]
+                )
                 print(" ".join(map(str, rows[-1])), flush=True)
-    print(f"\nNB201 on digits ({args.image_size}px, C={args.channels}, N={args.cells_per_stage}), "
-          f"{args.epochs} epochs of QAT on {args.device}; global magnitude pruning (classifier kept whole), "
-          "per-channel symmetric weight quantization")
+    print(
+        f"\nNB201 on digits ({args.image_size}px, C={args.channels}, N={args.cells_per_stage}), "
+        f"{args.epochs} epochs of QAT on {args.device}; global magnitude pruning (classifier kept whole), "
+        "per-channel symmetric weight quantization"
+    )
     print(table(rows, ["cell", "w bits", "sparsity", "params", "size_bits", "KiB", "val_acc", "test_acc", "s"]))
 
 

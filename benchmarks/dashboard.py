@@ -38,15 +38,24 @@ def synthetic_trial(number: int, rng: random.Random, state: TrialState = TrialSt
     params = {f"nb201.{e}": rng.choice(OPS) for e in EDGES}
     arch = "|" + "|+|".join(params[f"nb201.{e}"] for e in EDGES) + "|"
     synflow = rng.uniform(0, 100)
-    scores = {"synflow": synflow, "params": rng.uniform(1e4, 1e6),
-              "accuracy": synflow / 2 + rng.uniform(0, 40)}
+    scores = {"synflow": synflow, "params": rng.uniform(1e4, 1e6), "accuracy": synflow / 2 + rng.uniform(0, 40)}
     return create_trial(
-        state=state, values=[synflow] if state == TrialState.COMPLETE else None,
-        params=params, distributions={k: CategoricalDistribution(OPS) for k in params},
-        user_attrs={"candidate": {"id": f"{number:016x}", "arch": arch, "arch_kind": "cell",
-                                  "arch_key": "nb201"},
-                    "result": {"scores": scores, "costs": {"params": scores["params"], "flops": 1e7},
-                               "info": {}, "reasons": {}, "duration_s": 0.01, "cached": False}})
+        state=state,
+        values=[synflow] if state == TrialState.COMPLETE else None,
+        params=params,
+        distributions={k: CategoricalDistribution(OPS) for k in params},
+        user_attrs={
+            "candidate": {"id": f"{number:016x}", "arch": arch, "arch_kind": "cell", "arch_key": "nb201"},
+            "result": {
+                "scores": scores,
+                "costs": {"params": scores["params"], "flops": 1e7},
+                "info": {},
+                "reasons": {},
+                "duration_s": 0.01,
+                "cached": False,
+            },
+        },
+    )
 
 
 def seed_study(storage: str, n_trials: int) -> None:
@@ -54,11 +63,20 @@ def seed_study(storage: str, n_trials: int) -> None:
     have = len(study.get_trials(deepcopy=False))
     if have >= n_trials:
         return
-    study.set_user_attr("automl.space", {"source": "synthetic", "task": "digits", "dimensions": ["nb201"],
-                                         "evaluator": "proxies",
-                                         "objectives": [{"metric": "synflow", "direction": "maximize"}],
-                                         "strategy": None, "sampler": "random", "n_trials": n_trials,
-                                         "seed": 0})
+    study.set_user_attr(
+        "automl.space",
+        {
+            "source": "synthetic",
+            "task": "digits",
+            "dimensions": ["nb201"],
+            "evaluator": "proxies",
+            "objectives": [{"metric": "synflow", "direction": "maximize"}],
+            "strategy": None,
+            "sampler": "random",
+            "n_trials": n_trials,
+            "seed": 0,
+        },
+    )
     rng = random.Random(have)
     print(f"seeding {n_trials - have} trials into {storage} ...", file=sys.stderr)
     study.add_trials([synthetic_trial(i, rng) for i in range(have, n_trials)])
@@ -130,11 +148,15 @@ def measure(storage, repeat: int) -> list[tuple[str, float, float | None]]:
     history_s, _ = timed(lambda: best_so_far(trials.trials, "maximize"))
     importance_s, _ = timed(lambda: param_importances(trials.trials, ["maximize"], ["synflow"]))
     app_open, app_refresh = asyncio.run(app_timings(storage, repeat))
-    return [("studies screen: list (counts, best)", studies_s, 1.0),
-            ("data: open (read + records)", data_open, 1.0),
-            ("data: refresh (5 new trials)", data_refresh, 0.2),
-            ("app: open study screen", app_open, 1.0), ("app: refresh (5 new trials)", app_refresh, 0.2),
-            ("best-so-far history", history_s, None), ("importances (500-trial sample)", importance_s, None)]
+    return [
+        ("studies screen: list (counts, best)", studies_s, 1.0),
+        ("data: open (read + records)", data_open, 1.0),
+        ("data: refresh (5 new trials)", data_refresh, 0.2),
+        ("app: open study screen", app_open, 1.0),
+        ("app: refresh (5 new trials)", app_refresh, 0.2),
+        ("best-so-far history", history_s, None),
+        ("importances (500-trial sample)", importance_s, None),
+    ]
 
 
 def main() -> None:
@@ -154,7 +176,8 @@ def main() -> None:
         memory = optuna.storages.InMemoryStorage()
         source = optuna.load_study(study_name=STUDY, storage=storage)
         optuna.create_study(study_name=STUDY, storage=memory, direction="maximize").add_trials(
-            source.get_trials(deepcopy=False))
+            source.get_trials(deepcopy=False)
+        )
         results["in-memory"] = measure(memory, args.repeat)
     print(f"study of {args.trials}+ trials ({storage}); yardstick (sort 10⁶ floats): {yardstick():.3f} s")
     print(f"{'storage':10} {'measurement':34} {'seconds':>8} {'target':>7}")

@@ -38,8 +38,9 @@ class SleepEvaluator(Evaluator):
 
     def evaluate(self, candidate, context):
         time.sleep(self.settings["ms"] / 1000)
-        return EvalResult({"score": float(sum(op == "nor_conv_3x3" for op in candidate.architecture.ops))},
-                          info={"costs": {}})
+        return EvalResult(
+            {"score": float(sum(op == "nor_conv_3x3" for op in candidate.architecture.ops))}, info={"costs": {}}
+        )
 
 
 class LearningRateDimension(automl.Dimension):
@@ -63,8 +64,7 @@ class BenchmarkPlugin:
 
 
 def plain(storage, trials: int, ms: float) -> float:
-    study = optuna.create_study(storage=storage, direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(storage=storage, direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
 
     def objective(trial):
         ops = [trial.suggest_categorical(f"nb201.e{a}{b}", OPERATIONS) for a, b in EDGES]
@@ -78,13 +78,15 @@ def plain(storage, trials: int, ms: float) -> float:
 
 
 def framework(storage, trials: int, ms: float, cache: Path) -> float:
-    space = automl.SearchSpace.from_dict({
-        "study": {"name": "overhead", "n_trials": trials, "sampler": "random"},
-        "task": {"name": "digits"},
-        "dimensions": [{"name": "nb201"}, {"name": "lr"}],
-        "evaluator": {"name": "sleep", "ms": ms},
-        "objectives": [{"metric": "score"}],
-    })
+    space = automl.SearchSpace.from_dict(
+        {
+            "study": {"name": "overhead", "n_trials": trials, "sampler": "random"},
+            "task": {"name": "digits"},
+            "dimensions": [{"name": "nb201"}, {"name": "lr"}],
+            "evaluator": {"name": "sleep", "ms": ms},
+            "objectives": [{"metric": "score"}],
+        }
+    )
     runner = automl.StudyRunner(space, storage=storage, cache=str(cache))
     runner.data_fingerprint()  # the task's data is loaded once per search, not per trial
     start = time.perf_counter()
@@ -101,8 +103,11 @@ def main() -> None:
     get_registry().add_plugin(BenchmarkPlugin(), "benchmark", "benchmarks/overhead.py", "0")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, url in (("in-memory", ":memory:"), ("sqlite", f"sqlite:///{tmp}/{{}}.db"),
-                           ("journal file", f"{tmp}/{{}}.log")):
+        for label, url in (
+            ("in-memory", ":memory:"),
+            ("sqlite", f"sqlite:///{tmp}/{{}}.db"),
+            ("journal file", f"{tmp}/{{}}.log"),
+        ):
             base = plain(open_storage(url.format("plain")), args.trials, args.eval_ms)
             ours = framework(url.format("automl"), args.trials, args.eval_ms, Path(tmp) / f"{label}-cache.db")
             extra = ours - base

@@ -35,34 +35,58 @@ from automl_plugins.proxies.score import record_to_arch
 
 CELL_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "nwot", "synflow", "zen", "params", "flops"]
 # Spearman ρ on CIFAR-10: Abdelfattah et al. 2021 (all 15,625 cells) and NAS-Bench-Suite-Zero (725 cells).
-PUBLISHED_RHO_C10 = {"grad_norm": 0.59, "snip": 0.60, "grasp": 0.51, "fisher": 0.36, "synflow": 0.74,
-                     "jacob_cov": 0.73, "nwot": 0.79, "params": 0.74, "flops": 0.71}
+PUBLISHED_RHO_C10 = {
+    "grad_norm": 0.59,
+    "snip": 0.60,
+    "grasp": 0.51,
+    "fisher": 0.36,
+    "synflow": 0.74,
+    "jacob_cov": 0.73,
+    "nwot": 0.79,
+    "params": 0.74,
+    "flops": 0.71,
+}
 TARGET_RHO_C10 = {"synflow": 0.74, "nwot": 0.75, "jacob_cov": 0.70, "params": 0.72, "snip": 0.55, "grad_norm": 0.55}
-TRANSFORMER_PROXIES = ["wpca", "params", "head_confidence", "softmax_confidence", "activation_distance",
-                       "synaptic_saliency"]
-PUBLISHED_TAU_GLUE = {"head_confidence": 0.48, "params": 0.45, "activation_distance": 0.22,
-                      "softmax_confidence": 0.22, "synaptic_saliency": 0.19}
+TRANSFORMER_PROXIES = [
+    "wpca",
+    "params",
+    "head_confidence",
+    "softmax_confidence",
+    "activation_distance",
+    "synaptic_saliency",
+]
+PUBLISHED_TAU_GLUE = {
+    "head_confidence": 0.48,
+    "params": 0.45,
+    "activation_distance": 0.22,
+    "softmax_confidence": 0.22,
+    "synaptic_saliency": 0.19,
+}
 
 
 def load_nb201() -> dict[str, tuple[float, float]]:
     path = importlib.resources.files("automl_plugins.data").joinpath("nb201_accuracy.csv")
     with path.open() as f:
-        return {row["arch"]: (float(row["cifar10_test_acc"]), float(row["cifar100_test_acc"]))
-                for row in csv.DictReader(f)}
+        return {
+            row["arch"]: (float(row["cifar10_test_acc"]), float(row["cifar100_test_acc"])) for row in csv.DictReader(f)
+        }
 
 
-def nb201_space(proxies: list[str], batch_size: int, channels: int = 16, cells: int = 5,
-                proxy_options: dict | None = None) -> SearchSpace:
+def nb201_space(
+    proxies: list[str], batch_size: int, channels: int = 16, cells: int = 5, proxy_options: dict | None = None
+) -> SearchSpace:
     """NB201 cells (the published figures' full skeleton by default) scored on a digits minibatch."""
     evaluator: dict = {"name": "proxies", "proxies": proxies}
     if proxy_options:
         evaluator["proxy_options"] = proxy_options
-    return SearchSpace.from_dict({
-        "task": {"name": "digits", "batch_size": batch_size, "image_size": 32, "channels": 3},
-        "dimensions": [{"name": "nb201", "channels": channels, "cells_per_stage": cells}],
-        "evaluator": evaluator,
-        "objectives": [{"metric": proxies[0]}],
-    })
+    return SearchSpace.from_dict(
+        {
+            "task": {"name": "digits", "batch_size": batch_size, "image_size": 32, "channels": 3},
+            "dimensions": [{"name": "nb201", "channels": channels, "cells_per_stage": cells}],
+            "evaluator": evaluator,
+            "objectives": [{"metric": proxies[0]}],
+        }
+    )
 
 
 INPUTS = ("digits", "digits-shuffled", "noise", "photos")
@@ -87,8 +111,9 @@ def substitute_batch(inputs: str, space: SearchSpace, size: int) -> Batch | None
     try:
         from sklearn.datasets import load_sample_images
 
-        photos = [torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0
-                  for image in load_sample_images().images]
+        photos = [
+            torch.tensor(image, dtype=torch.float32).permute(2, 0, 1) / 255.0 for image in load_sample_images().images
+        ]
     except ImportError as err:
         raise SystemExit(f"--inputs photos: {err}") from None
     crops = torch.Generator().manual_seed(0)
@@ -97,7 +122,7 @@ def substitute_batch(inputs: str, space: SearchSpace, size: int) -> Batch | None
         photo, side = photos[i % len(photos)], 96
         top = int(torch.randint(0, photo.shape[1] - side, (1,), generator=crops))
         left = int(torch.randint(0, photo.shape[2] - side, (1,), generator=crops))
-        window = photo[None, :, top:top + side, left:left + side]
+        window = photo[None, :, top : top + side, left : left + side]
         images.append(torch.nn.functional.interpolate(window, size=32, mode="bilinear", antialias=True)[0])
     x = torch.stack(images)
     x = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), keepdim=True)
@@ -108,12 +133,19 @@ def read_scores(path: str | None) -> dict[str, dict[str, float]]:
     if not path or not os.path.exists(path):
         return {}
     with open(path) as f:
-        return {row["arch"]: {k: float(v) for k, v in row.items() if k not in ("arch", "ms")}
-                for row in csv.DictReader(f)}
+        return {
+            row["arch"]: {k: float(v) for k, v in row.items() if k not in ("arch", "ms")} for row in csv.DictReader(f)
+        }
 
 
-def score_cells(space: SearchSpace, archs: list[str], proxies: list[str], out: str | None,
-                time_limit: float | None, batch: Batch | None = None) -> tuple[dict[str, dict[str, float]], list[float]]:
+def score_cells(
+    space: SearchSpace,
+    archs: list[str],
+    proxies: list[str],
+    out: str | None,
+    time_limit: float | None,
+    batch: Batch | None = None,
+) -> tuple[dict[str, dict[str, float]], list[float]]:
     """Score ``archs`` with every proxy together (one evaluator call per cell); resumes from ``out``.
 
     ``batch`` replaces the task's minibatch (the proxies' shared passes still run once per cell).
@@ -157,10 +189,14 @@ def score_cells(space: SearchSpace, archs: list[str], proxies: list[str], out: s
     return {a: done[a] for a in archs if a in done}, together_ms
 
 
-def correlations(scores: dict[str, dict[str, float]], truth: dict[str, tuple[float, ...]], proxy: str,
-                 column: int) -> tuple[float, float, int]:
-    pairs = [(s[proxy], truth[a][column]) for a, s in scores.items()
-             if proxy in s and not math.isnan(s[proxy]) and a in truth]
+def correlations(
+    scores: dict[str, dict[str, float]], truth: dict[str, tuple[float, ...]], proxy: str, column: int
+) -> tuple[float, float, int]:
+    pairs = [
+        (s[proxy], truth[a][column])
+        for a, s in scores.items()
+        if proxy in s and not math.isnan(s[proxy]) and a in truth
+    ]
     if len(pairs) < 3:
         return math.nan, math.nan, len(pairs)
     x, y = zip(*pairs)
@@ -197,12 +233,21 @@ def timing(space: SearchSpace, archs: list[str], proxies: list[str]) -> tuple[di
     return single, together
 
 
-def flexibert_section(proxies: list[str], sample: int | None = None, batch_size: int | None = None,
-                      wpca_batches: int = 3, reference_init: bool = False, seq_len: int = 32) -> list[str]:
+def flexibert_section(
+    proxies: list[str],
+    sample: int | None = None,
+    batch_size: int | None = None,
+    wpca_batches: int = 3,
+    reference_init: bool = False,
+    seq_len: int = 32,
+) -> list[str]:
     """Transformer proxies on the FlexiBERT records (masked-LM minibatch of the bundled text) vs GLUE."""
     registry = get_registry()
-    dims = [n for n in registry.names("dimensions")
-            if getattr(registry.get("dimensions", n), "arch_kind", None) == "transformer"]
+    dims = [
+        n
+        for n in registry.names("dimensions")
+        if getattr(registry.get("dimensions", n), "arch_kind", None) == "transformer"
+    ]
     if not dims:
         return ["(no transformer architecture space installed: FlexiBERT correlations skipped)"]
     dim_cls = registry.get("dimensions", dims[0])
@@ -223,10 +268,14 @@ def flexibert_section(proxies: list[str], sample: int | None = None, batch_size:
                 options[proxy] = {"init": "reference"}
     if options:
         evaluator["proxy_options"] = options
-    space = SearchSpace.from_dict({
-        "task": {"name": task, "seq_len": seq_len, "batch_size": batch_size or 32}, "dimensions": [{"name": dims[0]}],
-        "evaluator": evaluator, "objectives": [{"metric": usable[0]}],
-    })
+    space = SearchSpace.from_dict(
+        {
+            "task": {"name": task, "seq_len": seq_len, "batch_size": batch_size or 32},
+            "dimensions": [{"name": dims[0]}],
+            "evaluator": evaluator,
+            "objectives": [{"metric": usable[0]}],
+        }
+    )
     context = EvalContext(None, seed=0, device="cpu")
     scores: dict[str, dict[str, float]] = {}
     truth: dict[str, tuple[float]] = {}
@@ -237,24 +286,42 @@ def flexibert_section(proxies: list[str], sample: int | None = None, batch_size:
         scores[str(record["id"])] = space.evaluator.evaluate(candidate, context).scores
         ms.append((time.perf_counter() - t0) * 1000.0)
         truth[str(record["id"])] = (record["glue"],)
-    lines = [(f"FlexiBERT: {len(scores)} encoders, task {task!r} ({seq_len} tokens × {batch_size or 32} sequences), "
-              f"W-PCA over {wpca_batches} minibatch(es), {'reference' if reference_init else 'default'} "
-              f"initialisation, {np.mean(ms):.0f} ms per encoder for all proxies"), "",
-             "| proxy | Kendall τ vs GLUE | Spearman ρ vs GLUE | published τ |", "|---|---|---|---|"]
+    lines = [
+        (
+            f"FlexiBERT: {len(scores)} encoders, task {task!r} ({seq_len} tokens × {batch_size or 32} sequences), "
+            f"W-PCA over {wpca_batches} minibatch(es), {'reference' if reference_init else 'default'} "
+            f"initialisation, {np.mean(ms):.0f} ms per encoder for all proxies"
+        ),
+        "",
+        "| proxy | Kendall τ vs GLUE | Spearman ρ vs GLUE | published τ |",
+        "|---|---|---|---|",
+    ]
     for proxy in usable:
         rho, tau, _ = correlations(scores, truth, proxy, 0)
         lines.append(f"| {proxy} | {tau:.3f} | {rho:.3f} | {PUBLISHED_TAU_GLUE.get(proxy, '—')} |")
     return lines
 
 
-def lga_section(archs: list[str], truth: dict[str, tuple[float, float]], steps: list[int], channels: int,
-                cells: int, batch_size: int) -> list[str]:
+def lga_section(
+    archs: list[str],
+    truth: dict[str, tuple[float, float]],
+    steps: list[int],
+    channels: int,
+    cells: int,
+    batch_size: int,
+) -> list[str]:
     """LGA at initialisation and after each amount of SGD in ``steps``, on NAS-Bench-201 cells vs CIFAR."""
     context = EvalContext(None, seed=0, device="cpu")
-    title = (f"LGA on {len(archs)} NAS-Bench-201 cells (C={channels}, N={cells}, digits minibatch of {batch_size}, "
-             "train mode)")
-    lines = [title, "", "| SGD steps before | ρ CIFAR-10 | τ CIFAR-10 | ρ CIFAR-100 | NaN | s per cell |",
-             "|---|---|---|---|---|---|"]
+    title = (
+        f"LGA on {len(archs)} NAS-Bench-201 cells (C={channels}, N={cells}, digits minibatch of {batch_size}, "
+        "train mode)"
+    )
+    lines = [
+        title,
+        "",
+        "| SGD steps before | ρ CIFAR-10 | τ CIFAR-10 | ρ CIFAR-100 | NaN | s per cell |",
+        "|---|---|---|---|---|---|",
+    ]
     for amount in steps:
         space = nb201_space(["lga"], batch_size, channels, cells, {"lga": {"steps": amount}})
         scores: dict[str, dict[str, float]] = {}
@@ -276,9 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random sample")
     parser.add_argument("--proxies", default=",".join(CELL_PROXIES), help="comma-separated cell proxies")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--inputs", choices=INPUTS, default="digits",
-                        help="NAS-Bench-201 minibatch: the digits task (default), digits with permuted labels, "
-                             "Gaussian noise or crops of scikit-learn's sample photographs (needs pillow)")
+    parser.add_argument(
+        "--inputs",
+        choices=INPUTS,
+        default="digits",
+        help="NAS-Bench-201 minibatch: the digits task (default), digits with permuted labels, "
+        "Gaussian noise or crops of scikit-learn's sample photographs (needs pillow)",
+    )
     parser.add_argument("--out", default=None, help="CSV of per-cell scores (resumable)")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds of scoring before reporting")
     parser.add_argument("--timing-sample", type=int, default=3, help="cells timed proxy by proxy (0: skip)")
@@ -287,13 +358,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-nb201", action="store_true")
     parser.add_argument("--flexibert-sample", type=int, default=None, help="first N FlexiBERT encoders (default all)")
     parser.add_argument("--flexibert-batch-size", type=int, default=None, help="sequences per minibatch")
-    parser.add_argument("--transformer-proxies", default=",".join(TRANSFORMER_PROXIES),
-                        help="comma-separated transformer proxies for FlexiBERT")
+    parser.add_argument(
+        "--transformer-proxies",
+        default=",".join(TRANSFORMER_PROXIES),
+        help="comma-separated transformer proxies for FlexiBERT",
+    )
     parser.add_argument("--flexibert-seq-len", type=int, default=32, help="tokens per FlexiBERT sequence")
-    parser.add_argument("--reference-init", action="store_true",
-                        help="proxies with an init option score the reference's N(0, 0.02²) initialisation")
-    parser.add_argument("--lga-sample", type=int, default=0,
-                        help="also score LGA on the first N sampled cells (slow: one backward per sample)")
+    parser.add_argument(
+        "--reference-init",
+        action="store_true",
+        help="proxies with an init option score the reference's N(0, 0.02²) initialisation",
+    )
+    parser.add_argument(
+        "--lga-sample",
+        type=int,
+        default=0,
+        help="also score LGA on the first N sampled cells (slow: one backward per sample)",
+    )
     parser.add_argument("--lga-steps", default="0,17", help="SGD steps before LGA, comma-separated (17: one epoch)")
     parser.add_argument("--lga-network", default="8,1", help="channels,cells_per_stage of the LGA networks")
     parser.add_argument("--wpca-batches", type=int, default=3, help="minibatches W-PCA averages (reference: 3)")
@@ -303,9 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     transformer_proxies = [p.strip() for p in args.transformer_proxies.split(",") if p.strip()]
     if args.skip_nb201:
-        for line in flexibert_section(transformer_proxies, args.flexibert_sample, args.flexibert_batch_size,
-                                         args.wpca_batches, args.reference_init,
-                                         args.flexibert_seq_len):
+        for line in flexibert_section(
+            transformer_proxies,
+            args.flexibert_sample,
+            args.flexibert_batch_size,
+            args.wpca_batches,
+            args.reference_init,
+            args.flexibert_seq_len,
+        ):
             print(line)
         return 0
     truth = load_nb201()
@@ -316,25 +402,30 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     batch = substitute_batch(args.inputs, space, args.batch_size)
     scores, _ = score_cells(space, archs, proxies, args.out, args.time_limit, batch)
-    print(f"NAS-Bench-201: {len(scores)} of {args.sample} sampled cells scored (sample seed {args.seed}, "
-          f"{args.inputs} minibatch of {args.batch_size}, C=16, N=5), {time.perf_counter() - t0:.0f} s")
+    print(
+        f"NAS-Bench-201: {len(scores)} of {args.sample} sampled cells scored (sample seed {args.seed}, "
+        f"{args.inputs} minibatch of {args.batch_size}, C=16, N=5), {time.perf_counter() - t0:.0f} s"
+    )
     print()
-    print("| proxy | ρ CIFAR-10 | τ CIFAR-10 | ρ CIFAR-100 | τ CIFAR-100 | published ρ C-10 | target | NaN "
-          "| ρ C-10, NaN last |")
+    print(
+        "| proxy | ρ CIFAR-10 | τ CIFAR-10 | ρ CIFAR-100 | τ CIFAR-100 | published ρ C-10 | target | NaN "
+        "| ρ C-10, NaN last |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for proxy in proxies:
         rho10, tau10, n = correlations(scores, truth, proxy, 0)
         rho100, tau100, _ = correlations(scores, truth, proxy, 1)
         target = TARGET_RHO_C10.get(proxy)
         mark = "" if target is None else (f"≥ {target} {'ok' if rho10 >= target else 'short'}")
-        print(f"| {proxy} | {rho10:.3f} | {tau10:.3f} | {rho100:.3f} | {tau100:.3f} | "
-              f"{PUBLISHED_RHO_C10.get(proxy, '—')} | {mark} | {len(scores) - n} | "
-              f"{rho_nan_last(scores, truth, proxy):.3f} |")
+        print(
+            f"| {proxy} | {rho10:.3f} | {tau10:.3f} | {rho100:.3f} | {tau100:.3f} | "
+            f"{PUBLISHED_RHO_C10.get(proxy, '—')} | {mark} | {len(scores) - n} | "
+            f"{rho_nan_last(scores, truth, proxy):.3f} |"
+        )
     if args.timing_sample:
         single, together = timing(space, archs[: args.timing_sample], proxies)
         print()
-        print(f"Time per architecture (mean over {args.timing_sample} cells, CPU, {torch.get_num_threads()} "
-              f"threads)")
+        print(f"Time per architecture (mean over {args.timing_sample} cells, CPU, {torch.get_num_threads()} threads)")
         print()
         print("| proxy | ms alone |")
         print("|---|---|")
@@ -348,14 +439,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.lga_sample:
         channels, cells = (int(v) for v in args.lga_network.split(","))
         print()
-        for line in lga_section(archs[: args.lga_sample], truth, [int(v) for v in args.lga_steps.split(",")],
-                                channels, cells, args.batch_size):
+        for line in lga_section(
+            archs[: args.lga_sample],
+            truth,
+            [int(v) for v in args.lga_steps.split(",")],
+            channels,
+            cells,
+            args.batch_size,
+        ):
             print(line)
     if not args.skip_flexibert:
         print()
-        for line in flexibert_section(transformer_proxies, args.flexibert_sample, args.flexibert_batch_size,
-                                         args.wpca_batches, args.reference_init,
-                                         args.flexibert_seq_len):
+        for line in flexibert_section(
+            transformer_proxies,
+            args.flexibert_sample,
+            args.flexibert_batch_size,
+            args.wpca_batches,
+            args.reference_init,
+            args.flexibert_seq_len,
+        ):
             print(line)
     return 0
 

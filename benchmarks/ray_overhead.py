@@ -25,12 +25,12 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-import optuna  # noqa: E402
-import torch  # noqa: E402
+import optuna
+import torch
 
-import automl  # noqa: E402
-from automl.evaluators import EvalContext  # noqa: E402
-from automl.runner import StudyRunner  # noqa: E402
+import automl
+from automl.evaluators import EvalContext
+from automl.runner import StudyRunner
 
 
 def space_table(evaluator: dict, trials: int) -> dict:
@@ -118,9 +118,7 @@ def direct_ray(space: automl.SearchSpace, params: list[dict], settings: dict, fo
         result = local_space.evaluator.evaluate(candidate, Context(None, seed=0))
         tune.report(
             {
-                "value": float(
-                    result["val_accuracy"] if isinstance(result, dict) else result.scores["val_accuracy"]
-                ),
+                "value": float(result["val_accuracy"] if isinstance(result, dict) else result.scores["val_accuracy"]),
                 "done": True,
             }
         )

@@ -22,19 +22,36 @@ from automl import SearchSpace
 
 
 def _space(task: dict, dimension: dict) -> SearchSpace:
-    return SearchSpace.from_dict({"study": {"name": "bench", "sampler": "random"}, "task": task,
-                                  "dimensions": [dimension], "evaluator": {"name": "proxies", "proxies": ["params"]},
-                                  "objectives": [{"metric": "params", "direction": "minimize"}]})
+    return SearchSpace.from_dict(
+        {
+            "study": {"name": "bench", "sampler": "random"},
+            "task": task,
+            "dimensions": [dimension],
+            "evaluator": {"name": "proxies", "proxies": ["params"]},
+            "objectives": [{"metric": "params", "direction": "minimize"}],
+        }
+    )
 
 
 SPACES = {
-    "nb201 (C=16, N=5)": (_space({"name": "digits", "image_size": 32, "batch_size": 64},
-                                 {"name": "nb201", "channels": 16, "cells_per_stage": 5}), "64 × 3×32×32"),
-    "nlp_rnn (2 × 64)": (_space({"name": "text_lm", "seq_len": 32, "batch_size": 32},
-                                {"name": "nlp_rnn", "embedding_size": 64, "hidden_size": 64, "layers": 2}),
-                         "32 × 32 tokens"),
-    "flexibert": (_space({"name": "text_mlm", "seq_len": 32, "batch_size": 16}, {"name": "flexibert"}),
-                  "16 × 32 tokens"),
+    "nb201 (C=16, N=5)": (
+        _space(
+            {"name": "digits", "image_size": 32, "batch_size": 64},
+            {"name": "nb201", "channels": 16, "cells_per_stage": 5},
+        ),
+        "64 × 3×32×32",
+    ),
+    "nlp_rnn (2 × 64)": (
+        _space(
+            {"name": "text_lm", "seq_len": 32, "batch_size": 32},
+            {"name": "nlp_rnn", "embedding_size": 64, "hidden_size": 64, "layers": 2},
+        ),
+        "32 × 32 tokens",
+    ),
+    "flexibert": (
+        _space({"name": "text_mlm", "seq_len": 32, "batch_size": 16}, {"name": "flexibert"}),
+        "16 × 32 tokens",
+    ),
 }
 
 
@@ -65,8 +82,12 @@ def measure(space: SearchSpace, samples: int, repeats: int, device: str) -> dict
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         steps.append(statistics.median(times[1:]))
-    return {"build_ms": 1000 * statistics.median(builds), "step_ms": 1000 * statistics.median(steps),
-            "step_max_ms": 1000 * max(steps), "params": statistics.median(params)}
+    return {
+        "build_ms": 1000 * statistics.median(builds),
+        "step_ms": 1000 * statistics.median(steps),
+        "step_max_ms": 1000 * max(steps),
+        "params": statistics.median(params),
+    }
 
 
 def main() -> None:
@@ -86,8 +107,10 @@ def main() -> None:
     print("─" * len(header))
     for name, (space, batch) in SPACES.items():
         row = measure(space, args.samples, args.repeats, args.device)
-        print(f"{name:<20} {batch:<15} {row['params']:>16,.0f} {row['build_ms']:>9.1f} {row['step_ms']:>11.1f} "
-              f"{row['step_max_ms']:>8.1f}")
+        print(
+            f"{name:<20} {batch:<15} {row['params']:>16,.0f} {row['build_ms']:>9.1f} {row['step_ms']:>11.1f} "
+            f"{row['step_max_ms']:>8.1f}"
+        )
 
 
 if __name__ == "__main__":

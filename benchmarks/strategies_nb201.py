@@ -24,11 +24,11 @@ from typing import Any
 
 import optuna
 import torch
-from automl_plugins.evaluators.tables import load_benchmark
-from automl_plugins.strategies.pool import build_pool, proxy_matrix
 
 import automl
 from automl.cache import ScoreCache
+from automl_plugins.evaluators.tables import load_benchmark
+from automl_plugins.strategies.pool import build_pool, proxy_matrix
 
 ROBOT_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov"]
 PUBLISHED = {  # He et al., ICLR 2024, Table 3 (NAS-Bench-201, T = 20, 10 seeds)
@@ -47,9 +47,13 @@ def space_dict(args: argparse.Namespace, metric: str, strategy: dict[str, Any] |
         "objectives": [{"metric": metric if strategy else args.proxies[0], "direction": "maximize"}],
     }
     if strategy is not None:
-        data["strategy"] = {"oracle": {"name": "table", "benchmark": "nb201", "metrics": [metric]},
-                            "pool_size": args.pool_size, "whole_space": args.whole_space,
-                            "pool_seed": args.pool_seed, **strategy}
+        data["strategy"] = {
+            "oracle": {"name": "table", "benchmark": "nb201", "metrics": [metric]},
+            "pool_size": args.pool_size,
+            "whole_space": args.whole_space,
+            "pool_seed": args.pool_seed,
+            **strategy,
+        }
         if strategy["name"] in ("random", "evolution"):
             for key in ("pool_size", "whole_space", "pool_seed"):
                 data["strategy"].pop(key)
@@ -58,14 +62,22 @@ def space_dict(args: argparse.Namespace, metric: str, strategy: dict[str, Any] |
 
 def methods(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     T = args.budget
-    found = [(f"RoBoT (GP), T={T}", {"name": "robot", "budget": T, "sampler": "gp"}),
-             (f"RoBoT (TPE), T={T}", {"name": "robot", "budget": T, "sampler": "tpe"})]
-    found += [(f"{p} alone (top-1, 1 query)", {"name": "proxy_then_oracle", "budget": 1, "proxies": [p]})
-              for p in args.proxies]
-    found += [(f"proxy-then-oracle (sum of the {len(args.proxies)} normalized proxies, top {T})",
-               {"name": "proxy_then_oracle", "budget": T}),
-              (f"random search, T={T}", {"name": "random", "budget": T}),
-              (f"regularized evolution, T={T}", {"name": "evolution", "budget": T})]
+    found = [
+        (f"RoBoT (GP), T={T}", {"name": "robot", "budget": T, "sampler": "gp"}),
+        (f"RoBoT (TPE), T={T}", {"name": "robot", "budget": T, "sampler": "tpe"}),
+    ]
+    found += [
+        (f"{p} alone (top-1, 1 query)", {"name": "proxy_then_oracle", "budget": 1, "proxies": [p]})
+        for p in args.proxies
+    ]
+    found += [
+        (
+            f"proxy-then-oracle (sum of the {len(args.proxies)} normalized proxies, top {T})",
+            {"name": "proxy_then_oracle", "budget": T},
+        ),
+        (f"random search, T={T}", {"name": "random", "budget": T}),
+        (f"regularized evolution, T={T}", {"name": "evolution", "budget": T}),
+    ]
     return [(label, s) for label, s in found if not args.only or any(o in label for o in args.only)]
 
 
@@ -107,10 +119,12 @@ def main() -> int:
     table = load_benchmark("nb201")
     optimum = {m: max(table.rows[c.architecture.to_string()][m] for c in pool) for m in METRICS}
     nan_share = {p: float(sum(math.isnan(v) for v in matrix[:, i])) / len(pool) for i, p in enumerate(args.proxies)}
-    print(f"pool: {kind}, {len(pool)} cells; proxies {', '.join(args.proxies)} on digits "
-          f"{args.image_size}x{args.image_size}, batch {args.batch_size}, NB201 C={args.channels} N={args.cells}; "
-          f"{proxy_time:.0f} s to read or compute them ({computed} computed, {cached} cached)",
-          file=sys.stderr)
+    print(
+        f"pool: {kind}, {len(pool)} cells; proxies {', '.join(args.proxies)} on digits "
+        f"{args.image_size}x{args.image_size}, batch {args.batch_size}, NB201 C={args.channels} N={args.cells}; "
+        f"{proxy_time:.0f} s to read or compute them ({computed} computed, {cached} cached)",
+        file=sys.stderr,
+    )
     print(f"NaN share per proxy: {nan_share}", file=sys.stderr)
 
     rows = []
@@ -125,14 +139,17 @@ def main() -> int:
                 run.run()
                 walls.append(time.perf_counter() - start)
                 found[metric].append(run.study.best_value)
-        rows.append([label, strategy["budget"], fmt(found["cifar10"]), fmt(found["cifar100"]),
-                     f"{statistics.fmean(walls):.2f}"])
+        rows.append(
+            [label, strategy["budget"], fmt(found["cifar10"]), fmt(found["cifar100"]), f"{statistics.fmean(walls):.2f}"]
+        )
         print(" | ".join(map(str, rows[-1])), file=sys.stderr)
 
-    print(f"\nNAS-Bench-201, oracle = the table's 200-epoch test accuracy, T = {args.budget} queries, "
-          f"{args.seeds} seeds (mean ± std); pool: {kind} ({len(pool)} cells), proxies on digits with "
-          f"NB201 C={args.channels} N={args.cells}, {args.image_size}x{args.image_size}; "
-          f"pool proxies: {proxy_time:.0f} s this run ({computed} computed, {cached} from the cache)\n")
+    print(
+        f"\nNAS-Bench-201, oracle = the table's 200-epoch test accuracy, T = {args.budget} queries, "
+        f"{args.seeds} seeds (mean ± std); pool: {kind} ({len(pool)} cells), proxies on digits with "
+        f"NB201 C={args.channels} N={args.cells}, {args.image_size}x{args.image_size}; "
+        f"pool proxies: {proxy_time:.0f} s this run ({computed} computed, {cached} from the cache)\n"
+    )
     print("| method | queries | CIFAR-10 test acc | CIFAR-100 test acc | wall s / run |")
     print("|---|---|---|---|---|")
     for row in rows:

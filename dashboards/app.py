@@ -26,8 +26,14 @@ class AutomlApp(App):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, storage: str | None = None, *, refresh_interval: float = 2.0,
-                 search_folder: str = "search_spaces", freeze_heap: bool = False) -> None:
+    def __init__(
+        self,
+        storage: str | None = None,
+        *,
+        refresh_interval: float = 2.0,
+        search_folder: str = "search_spaces",
+        freeze_heap: bool = False,
+    ) -> None:
         super().__init__()
         self.storage = storage_url(storage)
         self.refresh_interval = refresh_interval

@@ -46,13 +46,20 @@ class StudySummary(NamedTuple):
 
 def study_summaries(storage: str | optuna.storages.BaseStorage | None) -> list[StudySummary]:
     """Every study in ``storage``, sorted by name (counted in SQL where the storage allows)."""
-    return [StudySummary(
-        name=study.name, space=str(study.described.get("source", "-")),
-        evaluator=str(study.described.get("evaluator", "-")), complete=study.counts["COMPLETE"],
-        running=study.counts["RUNNING"], failed=study.counts["FAIL"], pruned=study.counts["PRUNED"],
-        best=study.best_text(format_value),
-        last_activity=study.last_activity.strftime("%y-%m-%d %H:%M") if study.last_activity else "-")
-        for study in study_overviews(storage)]
+    return [
+        StudySummary(
+            name=study.name,
+            space=str(study.described.get("source", "-")),
+            evaluator=str(study.described.get("evaluator", "-")),
+            complete=study.counts["COMPLETE"],
+            running=study.counts["RUNNING"],
+            failed=study.counts["FAIL"],
+            pruned=study.counts["PRUNED"],
+            best=study.best_text(format_value),
+            last_activity=study.last_activity.strftime("%y-%m-%d %H:%M") if study.last_activity else "-",
+        )
+        for study in study_overviews(storage)
+    ]
 
 
 def format_value(value: Any) -> str:
@@ -99,8 +106,10 @@ class StudyTrials:
                 # Many new trials: one bulk read is cheaper than reading them one by one.
                 fresh = [t for t in self._all_trials() if t.number in self._unfinished or t.number >= known]
             else:
-                ids = [self.storage.get_trial_id_from_study_id_trial_number(self.study_id, n)
-                       for n in sorted(self._unfinished)] + new_ids
+                ids = [
+                    self.storage.get_trial_id_from_study_id_trial_number(self.study_id, n)
+                    for n in sorted(self._unfinished)
+                ] + new_ids
                 fresh = [self.storage.get_trial(trial_id) for trial_id in ids]
         if not fresh:
             return Refresh([], [])
@@ -171,8 +180,7 @@ class History(NamedTuple):
     best: list[float]
 
 
-def best_so_far(trials: Sequence[FrozenTrial], direction: str, objective: int = 0,
-                metric: str = "value") -> History:
+def best_so_far(trials: Sequence[FrozenTrial], direction: str, objective: int = 0, metric: str = "value") -> History:
     """The best-so-far curve of objective ``objective`` (``direction`` "maximize" or "minimize")."""
     numbers, values, best = [], [], []
     current: float | None = None
@@ -202,12 +210,16 @@ class ParetoPoints(NamedTuple):
     front_numbers: list[int]
 
 
-def pareto_points(trials: Sequence[FrozenTrial], directions: Sequence[str],
-                  metrics: Sequence[str]) -> ParetoPoints:
+def pareto_points(trials: Sequence[FrozenTrial], directions: Sequence[str], metrics: Sequence[str]) -> ParetoPoints:
     """The first two objectives of every completed trial and their Pareto front."""
-    points = [(t.values[0], t.values[1], t.number) for t in trials
-              if t.state == TrialState.COMPLETE and t.values and len(t.values) >= 2
-              and not any(math.isnan(v) for v in t.values[:2])]
+    points = [
+        (t.values[0], t.values[1], t.number)
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.values
+        and len(t.values) >= 2
+        and not any(math.isnan(v) for v in t.values[:2])
+    ]
     sign = [1.0 if d == "maximize" else -1.0 for d in directions[:2]]
     # Sort by the first objective (best first); a point is on the front when it beats every earlier y.
     ranked = sorted(points, key=lambda p: (-sign[0] * p[0], -sign[1] * p[1]))
@@ -216,8 +228,15 @@ def pareto_points(trials: Sequence[FrozenTrial], directions: Sequence[str],
         if sign[1] * y > best_y:
             front.append((x, y, number))
             best_y = sign[1] * y
-    return ParetoPoints(metrics[0], metrics[1], [p[0] for p in points], [p[1] for p in points],
-                        [p[0] for p in front], [p[1] for p in front], [p[2] for p in front])
+    return ParetoPoints(
+        metrics[0],
+        metrics[1],
+        [p[0] for p in points],
+        [p[1] for p in points],
+        [p[0] for p in front],
+        [p[1] for p in front],
+        [p[2] for p in front],
+    )
 
 
 class Importances(NamedTuple):
@@ -230,8 +249,9 @@ class Importances(NamedTuple):
     note: str
 
 
-def param_importances(trials: Sequence[FrozenTrial], directions: Sequence[str], metrics: Sequence[str],
-                      objective: int = 0, seed: int = 0) -> Importances:
+def param_importances(
+    trials: Sequence[FrozenTrial], directions: Sequence[str], metrics: Sequence[str], objective: int = 0, seed: int = 0
+) -> Importances:
     """Optuna's fANOVA importances on (at most ``IMPORTANCE_MAX_TRIALS``) completed trials."""
     metric = metrics[objective] if objective < len(metrics) else str(objective)
     completed = [t for t in trials if t.state == TrialState.COMPLETE and t.values and t.params]
@@ -244,8 +264,8 @@ def param_importances(trials: Sequence[FrozenTrial], directions: Sequence[str], 
     copy.add_trials(completed)
     try:
         found = optuna.importance.get_param_importances(
-            copy, target=lambda t: t.values[objective],
-            evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+            copy, target=lambda t: t.values[objective], evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        )
     except (RuntimeError, ValueError) as err:
         return Importances(metric, [], [], len(completed), str(err))
     return Importances(metric, list(found), [float(v) for v in found.values()], len(completed), "")
@@ -261,8 +281,7 @@ class Correlation(NamedTuple):
     kendall: float
 
 
-def split_scores(records: Iterable[dict[str, Any]],
-                 proxy_names: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+def split_scores(records: Iterable[dict[str, Any]], proxy_names: Iterable[str] = ()) -> tuple[list[str], list[str]]:
     """The ``score.*`` columns that are proxies and those that are true measurements.
 
     A score is a proxy when its name is a registered proxy; otherwise it is a truth when its name
@@ -273,7 +292,7 @@ def split_scores(records: Iterable[dict[str, Any]],
     for record in records:
         for key in record:
             if key.startswith("score."):
-                names.setdefault(key[len("score."):], None)
+                names.setdefault(key[len("score.") :], None)
     proxy_cols = [n for n in names if n in proxies]
     truth_cols = [n for n in names if n not in proxies and any(h in n.lower() for h in TRUTH_HINTS)]
     return proxy_cols, truth_cols
@@ -291,8 +310,7 @@ def space_proxies(study: optuna.Study) -> list[str]:
     return found
 
 
-def proxy_correlations(records: Sequence[dict[str, Any]], proxies: Sequence[str],
-                       truth: str) -> list[Correlation]:
+def proxy_correlations(records: Sequence[dict[str, Any]], proxies: Sequence[str], truth: str) -> list[Correlation]:
     """Spearman and Kendall correlation of each proxy score with score ``truth`` over finished records."""
     from scipy import stats
 
@@ -325,25 +343,37 @@ def architecture_drawing(study: optuna.Study, trial: FrozenTrial) -> str:
 
             space = SearchSpace.from_dict(raw)
             architecture = space.candidate(trial.params).architecture
-            if architecture is not None:
-                return architecture.draw()
         except Exception:  # noqa: BLE001 - a space from an older plugin version still shows the arch string
-            pass
+            architecture = None
+        if architecture is not None:
+            return architecture.draw()
     return arch or "(no architecture recorded)"
 
 
 def trial_sections(record: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
     """A trial record grouped for display: (title, [(name, text)])."""
-    groups: dict[str, list[tuple[str, str]]] = {"trial": [], "values": [], "params": [], "scores": [],
-                                                "costs": [], "info": [], "attributes": []}
-    prefixes = {"value.": "values", "param.": "params", "score.": "scores", "cost.": "costs",
-                "info.": "info", "attr.": "attributes"}
+    groups: dict[str, list[tuple[str, str]]] = {
+        "trial": [],
+        "values": [],
+        "params": [],
+        "scores": [],
+        "costs": [],
+        "info": [],
+        "attributes": [],
+    }
+    prefixes = {
+        "value.": "values",
+        "param.": "params",
+        "score.": "scores",
+        "cost.": "costs",
+        "info.": "info",
+        "attr.": "attributes",
+    }
     for key, value in record.items():
         for prefix, group in prefixes.items():
             if key.startswith(prefix):
-                groups[group].append((key[len(prefix):], format_value(value)))
+                groups[group].append((key[len(prefix) :], format_value(value)))
                 break
         else:
             groups["trial"].append((key, format_value(value)))
     return [(title, rows) for title, rows in groups.items() if rows]
-

@@ -24,5 +24,4 @@ def _run(args: argparse.Namespace) -> int:
 
 @automl.hookimpl
 def register_commands(register) -> None:
-    register(Command("tui", "the terminal dashboard: watch studies, compare trials, start searches",
-                     _arguments, _run))
+    register(Command("tui", "the terminal dashboard: watch studies, compare trials, start searches", _arguments, _run))

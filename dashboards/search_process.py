@@ -51,12 +51,22 @@ class SearchProcess:
     def __init__(self, request: SearchRequest) -> None:
         self.request = request
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the process's lifetime
 
     def command(self) -> list[str]:
         request = self.request
-        command = [sys.executable, "-m", "automl.cli", "run", request.space_file,
-                   "--storage", request.storage, "--trials", str(request.trials), "--quiet"]
+        command = [
+            sys.executable,
+            "-m",
+            "automl.cli",
+            "run",
+            request.space_file,
+            "--storage",
+            request.storage,
+            "--trials",
+            str(request.trials),
+            "--quiet",
+        ]
         if request.seed is not None:
             command += ["--seed", str(request.seed)]
         return command
@@ -66,8 +76,9 @@ class SearchProcess:
             return
         self._log.seek(0)
         self._log.truncate()
-        self.process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
 
     @property
     def running(self) -> bool:

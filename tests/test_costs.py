@@ -14,8 +14,9 @@ from automl_plugins.recipe.quantization import quantize_model
 def _small():
     torch.manual_seed(0)
     # conv: 8×3×3×3 = 216 weights + 8 biases; linear: 4×8 = 32 weights + 4 biases.
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(8, 4))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)
+    )
 
 
 def test_dense_model_by_hand():
@@ -28,8 +29,8 @@ def test_dense_model_by_hand():
 
 def test_pruned_and_quantized_size_by_hand():
     model = _small()
-    prune_unstructured(model, {"0": 0.5}, "magnitude")      # 108 of 216 conv weights kept
-    quantize_model(model, {"0": 4, "4": 8})                  # conv weights 4 bits, linear weights 8 bits
+    prune_unstructured(model, {"0": 0.5}, "magnitude")  # 108 of 216 conv weights kept
+    quantize_model(model, {"0": 4, "4": 8})  # conv weights 4 bits, linear weights 8 bits
     model(torch.randn(2, 3, 5, 5))
     assert count_params(model) == 108 + 8 + 32 + 4
     assert size_in_bits(model) == 108 * 4 + 8 * 32 + 32 * 8 + 4 * 32

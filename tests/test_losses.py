@@ -41,7 +41,7 @@ def test_focal_with_gamma_zero_is_cross_entropy(batch):
     logits, targets = batch
     assert torch.allclose(FocalLoss(0.0)(logits, targets), F.cross_entropy(logits, targets))
     p = F.softmax(logits, 1)[torch.arange(12), targets]
-    assert torch.allclose(FocalLoss(2.0)(logits, targets), (-(1 - p) ** 2 * p.log()).mean())
+    assert torch.allclose(FocalLoss(2.0)(logits, targets), (-((1 - p) ** 2) * p.log()).mean())
 
 
 def test_generalized_cross_entropy_and_mae(batch):
@@ -102,14 +102,18 @@ def test_every_loss_trains_a_step(kind, batch):
 
 
 def test_dimension_sets_the_candidate_loss():
-    space = automl.SearchSpace.from_dict({
-        "study": {"name": "l", "n_trials": 2, "sampler": "random"},
-        "task": {"name": "digits", "batch_size": 16, "image_size": 16},
-        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1},
-                       {"name": "loss", "losses": ["focal", "cross_entropy"], "gamma": [1.0, 3.0]}],
-        "evaluator": {"name": "proxies", "proxies": ["params"]},
-        "objectives": [{"metric": "params"}],
-    })
+    space = automl.SearchSpace.from_dict(
+        {
+            "study": {"name": "l", "n_trials": 2, "sampler": "random"},
+            "task": {"name": "digits", "batch_size": 16, "image_size": 16},
+            "dimensions": [
+                {"name": "nb201", "channels": 4, "cells_per_stage": 1},
+                {"name": "loss", "losses": ["focal", "cross_entropy"], "gamma": [1.0, 3.0]},
+            ],
+            "evaluator": {"name": "proxies", "proxies": ["params"]},
+            "objectives": [{"metric": "params"}],
+        }
+    )
     arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
     candidate = space.candidate_from_arch(arch, {"loss.loss": "focal", "loss.gamma": 2.5})
     assert isinstance(candidate.loss, FocalLoss) and candidate.loss.gamma == 2.5
@@ -119,6 +123,11 @@ def test_dimension_sets_the_candidate_loss():
 
 def test_bad_range_is_a_space_error():
     with pytest.raises(automl.SpaceError, match="gamma"):
-        automl.SearchSpace.from_dict({
-            "task": {"name": "digits"}, "dimensions": [{"name": "nb201"}, {"name": "loss", "gamma": [3.0, 1.0]}],
-            "evaluator": {"name": "proxies", "proxies": ["params"]}, "objectives": [{"metric": "params"}]})
+        automl.SearchSpace.from_dict(
+            {
+                "task": {"name": "digits"},
+                "dimensions": [{"name": "nb201"}, {"name": "loss", "gamma": [3.0, 1.0]}],
+                "evaluator": {"name": "proxies", "proxies": ["params"]},
+                "objectives": [{"metric": "params"}],
+            }
+        )

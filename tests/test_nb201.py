@@ -63,8 +63,9 @@ def test_ids_see_through_dead_nodes_none_edges_and_skips():
 
 
 def test_draw_shows_every_node_and_marks_dead_ones():
-    arch = NB201Architecture(parse_arch("|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|avg_pool_3x3~0|none~1|"
-                                        "skip_connect~2|"))
+    arch = NB201Architecture(
+        parse_arch("|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|avg_pool_3x3~0|none~1|skip_connect~2|")
+    )
     drawing = arch.draw()
     assert "node 0 (input)" in drawing
     assert "node 2 = nor_conv_1x1(n0) + 0" in drawing
@@ -83,7 +84,7 @@ def _skeleton_params(ops, c, n, in_channels, classes):
     reductions (two 3×3 conv+BN and a 1×1 shortcut conv); the final BN; the linear classifier."""
     total = in_channels * 9 * c + 2 * c
     for stage in range(3):
-        cs = c * 2 ** stage
+        cs = c * 2**stage
         if stage:
             prev = cs // 2
             total += 9 * prev * cs + 2 * cs + 9 * cs * cs + 2 * cs + prev * cs
@@ -91,11 +92,14 @@ def _skeleton_params(ops, c, n, in_channels, classes):
     return total + 2 * 4 * c + 4 * c * classes + classes
 
 
-@pytest.mark.parametrize("text", [
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-    "|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_3x3~0|none~1|nor_conv_1x1~2|",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_3x3~0|none~1|nor_conv_1x1~2|",
+    ],
+)
 def test_parameter_counts_follow_the_skeleton_arithmetic(text):
     ops = parse_arch(text)
     for c, n in ((16, 5), (4, 1), (8, 2)):

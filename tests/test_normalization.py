@@ -12,16 +12,16 @@ from automl_plugins.recipe.normalization import NORMS, BatchChannelNorm, PowerNo
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 
 
-
-
 def _space(**norm):
-    return automl.SearchSpace.from_dict({
-        "study": {"name": "n", "n_trials": 2, "sampler": "random"},
-        "task": {"name": "digits", "batch_size": 16, "image_size": 16},
-        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}, {"name": "normalization", **norm}],
-        "evaluator": {"name": "proxies", "proxies": ["params"]},
-        "objectives": [{"metric": "params"}],
-    })
+    return automl.SearchSpace.from_dict(
+        {
+            "study": {"name": "n", "n_trials": 2, "sampler": "random"},
+            "task": {"name": "digits", "batch_size": 16, "image_size": 16},
+            "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}, {"name": "normalization", **norm}],
+            "evaluator": {"name": "proxies", "proxies": ["params"]},
+            "objectives": [{"metric": "params"}],
+        }
+    )
 
 
 @pytest.mark.parametrize("kind", NORMS)
@@ -41,8 +41,15 @@ def test_every_norm_builds_and_trains_a_step_in_nb201(kind):
     space = _space(norms=[kind])
     candidate = space.candidate_from_arch(ARCH, {"normalization.norm": kind, "normalization.groups": 2})
     model = candidate.build_model()
-    expected = {"batch": nn.BatchNorm2d, "layer": nn.GroupNorm, "group": nn.GroupNorm, "instance": nn.InstanceNorm2d,
-                "rms": RMSNorm, "power": PowerNorm, "bcn": BatchChannelNorm}
+    expected = {
+        "batch": nn.BatchNorm2d,
+        "layer": nn.GroupNorm,
+        "group": nn.GroupNorm,
+        "instance": nn.InstanceNorm2d,
+        "rms": RMSNorm,
+        "power": PowerNorm,
+        "bcn": BatchChannelNorm,
+    }
     if kind == "none":
         assert not any(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) for m in model.modules())
     else:
@@ -83,11 +90,13 @@ def test_batch_channel_norm_train_and_eval_modes():
     layer = BatchChannelNorm(4, groups=2)
     x = torch.randn(6, 4, 3, 3) * 2 + 5
     out = layer(x)
-    bn = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False,
-                                                                        keepdim=True) + 1e-5)
+    bn = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / torch.sqrt(
+        x.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + 1e-5
+    )
     groups = bn.reshape(6, 2, -1)
-    expected = ((groups - groups.mean(-1, keepdim=True)) /
-                torch.sqrt(groups.var(-1, unbiased=False, keepdim=True) + 1e-5)).reshape_as(x)
+    expected = (
+        (groups - groups.mean(-1, keepdim=True)) / torch.sqrt(groups.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    ).reshape_as(x)
     assert torch.allclose(out, expected, atol=1e-4)
     layer.eval()
     running = layer.batch.running_mean.clone()

@@ -52,17 +52,24 @@ def install_fake_distribution(site: Path, dist: str, module: str, source: str, e
 
 def run_cli(args: list[str], site: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     environ = {**os.environ, "PYTHONPATH": str(site), **env}
-    return subprocess.run([sys.executable, "-m", "automl.cli", *args], cwd=cwd, env=environ,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "automl.cli", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_third_party_plugin_is_usable_from_a_file_and_a_broken_one_is_skipped(tmp_path):
     site = tmp_path / "site"
     install_fake_distribution(site, "automl_width", "automl_width", PLUGIN_SOURCE, "width")
-    install_fake_distribution(site, "automl_broken", "automl_broken", "raise ImportError('missing gizmo')\n",
-                              "broken")
+    install_fake_distribution(site, "automl_broken", "automl_broken", "raise ImportError('missing gizmo')\n", "broken")
     space = tmp_path / "space.toml"
-    space.write_text(textwrap.dedent("""
+    space.write_text(
+        textwrap.dedent("""
         [study]
         n_trials = 3
         sampler = "random"
@@ -83,7 +90,8 @@ def test_third_party_plugin_is_usable_from_a_file_and_a_broken_one_is_skipped(tm
         [[objectives]]
         metric = "params"
         direction = "minimize"
-    """))
+    """)
+    )
     listing = run_cli(["plugins"], site, tmp_path)
     assert listing.returncode == 0, listing.stderr
     assert "width 0.3 (entry point automl_width (automl_width))" in listing.stdout
@@ -92,14 +100,14 @@ def test_third_party_plugin_is_usable_from_a_file_and_a_broken_one_is_skipped(tm
 
     result = run_cli(["run", str(space), "--storage", f"sqlite:///{tmp_path}/s.db", "--quiet"], site, tmp_path)
     assert result.returncode == 0, result.stderr
-    export = run_cli(["export", "space", "--storage", f"sqlite:///{tmp_path}/s.db", "--format", "json"], site,
-                     tmp_path)
+    export = run_cli(["export", "space", "--storage", f"sqlite:///{tmp_path}/s.db", "--format", "json"], site, tmp_path)
     assert export.stdout.count('"param.nb201_width.channels"') == 3
 
     disabled = run_cli(["plugins"], site, tmp_path, AUTOML_DISABLE_PLUGINS="width")
     assert "nb201_width" not in disabled.stdout
-    again = run_cli(["run", str(space), "--storage", f"sqlite:///{tmp_path}/t.db"], site, tmp_path,
-                    AUTOML_DISABLE_PLUGINS="width")
+    again = run_cli(
+        ["run", str(space), "--storage", f"sqlite:///{tmp_path}/t.db"], site, tmp_path, AUTOML_DISABLE_PLUGINS="width"
+    )
     assert again.returncode == 2
     assert "dimensions[1].name: unknown dimension 'nb201_width'" in again.stderr
 

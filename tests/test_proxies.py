@@ -58,9 +58,16 @@ def candidate_for(factory, task=None, seed: int = 0) -> Candidate:
 
 
 def small_convnet() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3), nn.ReLU(),
-                         nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(4, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1, bias=False),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.Conv2d(3, 4, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 10),
+    )
 
 
 def value(result):
@@ -68,12 +75,14 @@ def value(result):
 
 
 def tiny_space(proxies, **evaluator):
-    return SearchSpace.from_dict({
-        "task": {"name": "digits", "batch_size": 16, "image_size": 16},
-        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}],
-        "evaluator": {"name": "proxies", "proxies": proxies, **evaluator},
-        "objectives": [{"metric": proxies[0]}],
-    })
+    return SearchSpace.from_dict(
+        {
+            "task": {"name": "digits", "batch_size": 16, "image_size": 16},
+            "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}],
+            "evaluator": {"name": "proxies", "proxies": proxies, **evaluator},
+            "objectives": [{"metric": proxies[0]}],
+        }
+    )
 
 
 # -- each proxy against a direct computation ---------------------------------------------------------
@@ -156,7 +165,7 @@ def test_fisher_equals_direct_per_channel_sum():
     for m in layers:
         act, grad = outputs[m].detach().numpy(), outputs[m].grad.numpy()
         per_channel = (act * grad).reshape(act.shape[0], act.shape[1], -1).sum(axis=2)  # N × C
-        fisher = 0.5 * (per_channel ** 2).mean(axis=0)
+        fisher = 0.5 * (per_channel**2).mean(axis=0)
         expected += float(fisher.sum()) * m.weight[0].numel()
     got = value(FisherProxy.configure({}).score(candidate, batch))
     assert got == pytest.approx(expected, rel=1e-5)
@@ -305,9 +314,13 @@ def test_rank_aggregate_is_the_mean_position_within_the_reference_pool():
     context = EvalContext(None, seed=0, device="cpu")
     result = space.evaluator.evaluate(space.candidate_from_arch(GOOD_CELL), context)
     pool = space.evaluator._reference_pool(context)
-    expected = np.mean([(np.sum(np.array(pool[n]) < result.scores[n])
-                         + 0.5 * np.sum(np.array(pool[n]) == result.scores[n])) / len(pool[n])
-                        for n in ("params", "synflow")])
+    expected = np.mean(
+        [
+            (np.sum(np.array(pool[n]) < result.scores[n]) + 0.5 * np.sum(np.array(pool[n]) == result.scores[n]))
+            / len(pool[n])
+            for n in ("params", "synflow")
+        ]
+    )
     assert result.scores["aggregate"] == pytest.approx(expected)
     assert 0.0 <= result.scores["aggregate"] <= 1.0
     with pytest.raises(SpaceError):
@@ -316,9 +329,11 @@ def test_rank_aggregate_is_the_mean_position_within_the_reference_pool():
 
 # -- the score command and API -------------------------------------------------------------------------
 def write_space(path):
-    path.write_text('[task]\nname = "digits"\nbatch_size = 16\nimage_size = 16\n'
-                    '[[dimensions]]\nname = "nb201"\nchannels = 4\ncells_per_stage = 1\n'
-                    '[evaluator]\nname = "proxies"\nproxies = ["params"]\n[[objectives]]\nmetric = "params"\n')
+    path.write_text(
+        '[task]\nname = "digits"\nbatch_size = 16\nimage_size = 16\n'
+        '[[dimensions]]\nname = "nb201"\nchannels = 4\ncells_per_stage = 1\n'
+        '[evaluator]\nname = "proxies"\nproxies = ["params"]\n[[objectives]]\nmetric = "params"\n'
+    )
 
 
 def test_score_command_writes_one_row_per_architecture(tmp_path, capsys):
@@ -326,8 +341,18 @@ def test_score_command_writes_one_row_per_architecture(tmp_path, capsys):
 
     write_space(tmp_path / "space.toml")
     (tmp_path / "archs.txt").write_text(f"# cells\n{GOOD_CELL}\n\n{EMPTY_CELL}\n")
-    code = main(["score", str(tmp_path / "archs.txt"), "--space", str(tmp_path / "space.toml"),
-                 "--proxies", "synflow,nwot,params", "--out", str(tmp_path / "scores.csv")])
+    code = main(
+        [
+            "score",
+            str(tmp_path / "archs.txt"),
+            "--space",
+            str(tmp_path / "space.toml"),
+            "--proxies",
+            "synflow,nwot,params",
+            "--out",
+            str(tmp_path / "scores.csv"),
+        ]
+    )
     assert code == 0
     import csv
 
@@ -335,8 +360,9 @@ def test_score_command_writes_one_row_per_architecture(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [r["arch"] for r in rows] == [GOOD_CELL, EMPTY_CELL]
     assert float(rows[0]["synflow"]) > 0 and rows[1]["nwot"] == "" and "singular" in rows[1]["reason.nwot"]
-    bad = main(["score", str(tmp_path / "archs.txt"), "--space", str(tmp_path / "space.toml"),
-                "--proxies", "hidden_cov"])
+    bad = main(
+        ["score", str(tmp_path / "archs.txt"), "--space", str(tmp_path / "space.toml"), "--proxies", "hidden_cov"]
+    )
     assert bad == 2 and "does not apply" in capsys.readouterr().err
 
 
@@ -359,11 +385,18 @@ def test_flexibert_records_are_reduced_to_their_architecture_keys():
 
     from automl_plugins.proxies.score import _arch_text
 
-    layer = {"operation_type": "SA", "operation_parameter": "SDP", "num_operation_heads": 2,
-             "feed_forward_dimension": 512, "num_feed_forward": 1}
+    layer = {
+        "operation_type": "SA",
+        "operation_parameter": "SDP",
+        "num_operation_heads": 2,
+        "feed_forward_dimension": 512,
+        "num_feed_forward": 1,
+    }
     record = {"id": 3, "hidden_size": 128, "encoder_layers": [layer, layer], "glue": 70.1}
     assert _arch_text(json.dumps(record)) == "h128|SA.SDP-h2-ff512x1|SA.SDP-h2-ff512x1"
     broken = {"id": 3, "hidden_size": 128, "encoder_layers": [{"operation_type": "SA"}], "glue": 70.1}
-    assert json.loads(_arch_text(json.dumps(broken))) == {"hidden_size": 128,
-                                                          "encoder_layers": [{"operation_type": "SA"}]}
+    assert json.loads(_arch_text(json.dumps(broken))) == {
+        "hidden_size": 128,
+        "encoder_layers": [{"operation_type": "SA"}],
+    }
     assert _arch_text(f"  {GOOD_CELL} ") == GOOD_CELL

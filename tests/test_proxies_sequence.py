@@ -152,7 +152,7 @@ def test_lga_equals_an_explicit_per_sample_gradient_loop():
     rows = []
     for i in range(len(batch)):
         model.zero_grad()
-        model(batch.inputs[i:i + 1]).sum().backward()
+        model(batch.inputs[i : i + 1]).sum().backward()
         rows.append(np.concatenate([p.grad.numpy().ravel() for p in model.parameters()]))
     gradients = np.array(rows, dtype=np.float64)
     ntk = gradients @ gradients.T
@@ -203,8 +203,9 @@ class TinyEncoder(nn.Module):
         self.record_attention = False
         self.embed = nn.Embedding(20, dim)
         self.attn = nn.ModuleList(TinyAttention(dim, heads) for _ in range(layers))
-        self.ffn = nn.ModuleList(nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Linear(ffn, dim))
-                                 for _ in range(layers))
+        self.ffn = nn.ModuleList(
+            nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Linear(ffn, dim)) for _ in range(layers)
+        )
         self.head = nn.Linear(dim, 3)
 
     def ffn_first_layers(self):
@@ -269,11 +270,15 @@ def test_attention_confidences_and_activation_distance_equal_direct_computations
     for p in pre:
         codes = (p > 0).numpy()
         for sample in codes:  # N × D′
-            distance += sum(int((sample[i] == sample[j]).sum()) for i in range(len(sample))
-                            for j in range(len(sample))) / len(codes)
-    evaluator = ProxyEvaluator.configure({"proxies": ["head_confidence", "softmax_confidence",
-                                                      "activation_distance", "synaptic_saliency"],
-                                          "batch_size": 5})
+            distance += sum(
+                int((sample[i] == sample[j]).sum()) for i in range(len(sample)) for j in range(len(sample))
+            ) / len(codes)
+    evaluator = ProxyEvaluator.configure(
+        {
+            "proxies": ["head_confidence", "softmax_confidence", "activation_distance", "synaptic_saliency"],
+            "batch_size": 5,
+        }
+    )
     result = evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu"))
     assert result.scores["head_confidence"] == pytest.approx(reference_head_confidence(candidate, batch), rel=1e-6)
     assert result.scores["softmax_confidence"] == pytest.approx(softmax, rel=1e-6)
@@ -281,7 +286,8 @@ def test_attention_confidences_and_activation_distance_equal_direct_computations
     voita = HeadConfidenceProxy.configure({"source": "attention"}).score(candidate, batch)
     assert value(voita) == pytest.approx(voita_head, rel=1e-6)
     assert value(SoftmaxConfidenceProxy.configure({"reduce": "mean"}).score(candidate, batch)) == pytest.approx(
-        softmax / len(attention), rel=1e-6)
+        softmax / len(attention), rel=1e-6
+    )
     assert value(ActivationDistanceProxy.configure({}).score(candidate, batch)) == pytest.approx(distance)
 
 
@@ -318,7 +324,8 @@ def test_head_confidence_reads_the_attention_projections_as_the_reference_does()
     mean = HeadConfidenceProxy.configure({"reduce": "mean"}).score(candidate, batch)
     assert value(mean) == pytest.approx(expected / 6, rel=1e-6)  # 2 modules × (Q, K, V)
     assert value(HeadConfidenceProxy.configure({"source": "attention"}).score(candidate, batch)) != pytest.approx(
-        expected)
+        expected
+    )
     with pytest.raises(SpaceError) as err:
         HeadConfidenceProxy.configure({"source": "softmax"}, key="evaluator.proxy_options.head_confidence")
     assert "projections" in str(err.value)
@@ -331,8 +338,13 @@ def test_reference_initialisation_redraws_weights_before_the_shared_pass():
     assert expected != pytest.approx(reference_head_confidence(candidate, batch))
     alone = HeadConfidenceProxy.configure({"init": "reference"}).score(candidate, batch)
     assert value(alone) == pytest.approx(expected, rel=1e-6)
-    evaluator = ProxyEvaluator.configure({"proxies": ["head_confidence", "softmax_confidence"], "batch_size": 5,
-                                          "proxy_options": {"head_confidence": {"init": "reference"}}})
+    evaluator = ProxyEvaluator.configure(
+        {
+            "proxies": ["head_confidence", "softmax_confidence"],
+            "batch_size": 5,
+            "proxy_options": {"head_confidence": {"init": "reference"}},
+        }
+    )
     scores = evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu")).scores
     assert scores["head_confidence"] == pytest.approx(expected, rel=1e-6)
     # softmax_confidence kept the default initialisation: a separate pass, its own value.
@@ -355,8 +367,9 @@ def test_head_confidence_without_recorded_projections_is_nan_with_a_reason():
     candidate = candidate_for(encoder, "transformer")
     got = HeadConfidenceProxy.configure({}).score(candidate, candidate.task.batch(4))
     assert math.isnan(got.value) and "last_projections" in got.reason
-    assert math.isfinite(value(HeadConfidenceProxy.configure({"source": "attention"}).score(
-        candidate, candidate.task.batch(4))))
+    assert math.isfinite(
+        value(HeadConfidenceProxy.configure({"source": "attention"}).score(candidate, candidate.task.batch(4)))
+    )
 
 
 def test_flexibert_wma_attention_records_queries_keys_values_and_weighted_queries():
@@ -388,8 +401,7 @@ def test_synaptic_saliency_equals_a_direct_backward():
 
 
 def test_transformer_proxies_on_a_model_without_the_contract_give_nan_with_a_reason():
-    candidate = candidate_for(lambda: nn.Sequential(nn.Embedding(20, 4), nn.Flatten(), nn.Linear(28, 3)),
-                              "transformer")
+    candidate = candidate_for(lambda: nn.Sequential(nn.Embedding(20, 4), nn.Flatten(), nn.Linear(28, 3)), "transformer")
     batch = candidate.task.batch(4)
     wpca = WpcaProxy.configure({}).score(candidate, batch)
     assert math.isnan(wpca.value) and "ffn_first_layers" in wpca.reason
@@ -412,8 +424,13 @@ def test_lga_eval_mode_vectorised_gradients_equal_the_loop():
 
 def test_evaluator_records_lga_training_and_repeats_transformer_scores_exactly():
     candidate = candidate_for(TinyEncoder, "transformer")
-    evaluator = ProxyEvaluator.configure({"proxies": ["lga", "head_confidence", "wpca"], "batch_size": 6,
-                                          "proxy_options": {"lga": {"steps": 2}, "wpca": {"batches": 2}}})
+    evaluator = ProxyEvaluator.configure(
+        {
+            "proxies": ["lga", "head_confidence", "wpca"],
+            "batch_size": 6,
+            "proxy_options": {"lga": {"steps": 2}, "wpca": {"batches": 2}},
+        }
+    )
     context = EvalContext(None, seed=0, device="cpu")
     first = evaluator.evaluate(candidate, context)
     second = evaluator.evaluate(candidate, context)
@@ -440,11 +457,14 @@ def test_hidden_cov_on_the_recurrent_space_equals_numpy():
 
     from automl import SearchSpace
 
-    space = SearchSpace.from_dict({
-        "task": {"name": "text_lm", "seq_len": 8, "batch_size": 8, "vocab_size": 300},
-        "dimensions": [{"name": "nlp_rnn", "embedding_size": 16, "hidden_size": 16, "layers": 1}],
-        "evaluator": {"name": "proxies", "proxies": ["hidden_cov"]},
-        "objectives": [{"metric": "hidden_cov"}]})
+    space = SearchSpace.from_dict(
+        {
+            "task": {"name": "text_lm", "seq_len": 8, "batch_size": 8, "vocab_size": 300},
+            "dimensions": [{"name": "nlp_rnn", "embedding_size": 16, "hidden_size": 16, "layers": 1}],
+            "evaluator": {"name": "proxies", "proxies": ["hidden_cov"]},
+            "objectives": [{"metric": "hidden_cov"}],
+        }
+    )
     candidate = space.sample(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask())
     result = space.evaluator.evaluate(candidate, EvalContext(None, seed=0, device="cpu"))
     model = candidate.build_model()
@@ -463,14 +483,22 @@ def test_flexibert_records_score_with_the_transformer_proxies():
     from automl_plugins.proxies import score_architectures
 
     records = json.loads(importlib.resources.files("automl_plugins.data").joinpath("flexibert_glue.json").read_text())
-    small = min(records, key=lambda r: (r["hidden_size"], len(r["encoder_layers"]),
-                                        sum(layer["feed_forward_dimension"] for layer in r["encoder_layers"])))
-    space = {"task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
-             "dimensions": [{"name": "flexibert"}], "evaluator": {"name": "proxies", "proxies": ["params"]},
-             "objectives": [{"metric": "params"}]}
+    small = min(
+        records,
+        key=lambda r: (
+            r["hidden_size"],
+            len(r["encoder_layers"]),
+            sum(layer["feed_forward_dimension"] for layer in r["encoder_layers"]),
+        ),
+    )
+    space = {
+        "task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
+        "dimensions": [{"name": "flexibert"}],
+        "evaluator": {"name": "proxies", "proxies": ["params"]},
+        "objectives": [{"metric": "params"}],
+    }
     proxies = ["wpca", "params", "head_confidence", "activation_distance", "synaptic_saliency"]
-    rows = score_architectures([json.dumps(small)], space, proxies, cache=False,
-                               proxy_options={"wpca": {"batches": 1}})
+    rows = score_architectures([json.dumps(small)], space, proxies, cache=False, proxy_options={"wpca": {"batches": 1}})
     assert all(math.isfinite(rows[0][p]) for p in proxies), rows
 
 
@@ -479,10 +507,14 @@ def test_head_confidence_of_a_flexibert_encoder_counts_every_layer_kind_as_the_r
     linear-transform layers; the proxy must sum over exactly those outputs."""
     from automl.space import SearchSpace
 
-    space = SearchSpace.from_dict({
-        "task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
-        "dimensions": [{"name": "flexibert"}], "evaluator": {"name": "proxies", "proxies": ["head_confidence"]},
-        "objectives": [{"metric": "head_confidence"}]})
+    space = SearchSpace.from_dict(
+        {
+            "task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
+            "dimensions": [{"name": "flexibert"}],
+            "evaluator": {"name": "proxies", "proxies": ["head_confidence"]},
+            "objectives": [{"metric": "head_confidence"}],
+        }
+    )
     candidate = space.candidate_from_arch("h128|SA.SDP-h2-ff512x1|LT.DFT-h2-ff512x1|DSC.5-h4-ff512x1|LT.DCT-h4-ff512x1")
     batch = candidate.task.batch(4)
     model = candidate.build_model()

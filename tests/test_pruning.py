@@ -20,16 +20,16 @@ from automl_plugins.recipe.pruning import (
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 
 
-
-
 def _space(*dims):
-    return automl.SearchSpace.from_dict({
-        "study": {"name": "p", "n_trials": 2, "sampler": "random"},
-        "task": {"name": "digits", "batch_size": 16, "image_size": 16},
-        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}, *dims],
-        "evaluator": {"name": "proxies", "proxies": ["params"]},
-        "objectives": [{"metric": "params"}],
-    })
+    return automl.SearchSpace.from_dict(
+        {
+            "study": {"name": "p", "n_trials": 2, "sampler": "random"},
+            "task": {"name": "digits", "batch_size": 16, "image_size": 16},
+            "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}, *dims],
+            "evaluator": {"name": "proxies", "proxies": ["params"]},
+            "objectives": [{"metric": "params"}],
+        }
+    )
 
 
 def _model():
@@ -99,7 +99,7 @@ def test_channel_pruning_removes_whole_rows_by_norm_and_flops_drop():
     prune_channels(model, 0.5, norm=2)
     for _, module in prunable_layers(model):
         rows = module.weight.reshape(module.weight.shape[0], -1)
-        dead = (rows.abs().sum(1) == 0)
+        dead = rows.abs().sum(1) == 0
         assert int(dead.sum()) == round(0.5 * module.weight.shape[0])
         norms = module.weight_orig.reshape(rows.shape[0], -1).norm(dim=1)
         assert norms[~dead].min() >= norms[dead].max()
@@ -134,7 +134,8 @@ def test_dimension_per_layer_choices_follow_the_model():
     other = study.trials[1]
     other_names = [n for n, _ in prunable_layers(space.candidate(other.params).reference_model)]
     assert sorted(k for k in other.params if k.startswith("pruning.sparsity.")) == sorted(
-        f"pruning.sparsity.{n}" for n in other_names)
+        f"pruning.sparsity.{n}" for n in other_names
+    )
     model = candidate.build_model()
     for name, module in prunable_layers(model):
         assert _zeros(module) == round(trial.params[f"pruning.sparsity.{name}"] * module.weight.numel())
@@ -143,8 +144,13 @@ def test_dimension_per_layer_choices_follow_the_model():
 @pytest.mark.parametrize("method", ["magnitude", "random", "snip", "channel", "nm"])
 def test_every_method_builds_and_trains_a_step(method):
     space = _space({"name": "pruning", "methods": [method], "sparsities": [0.75]})
-    params = {"pruning.method": method, "pruning.scope": "global", "pruning.sparsity": 0.75, "pruning.norm": 1,
-              "pruning.pattern": "2:4"}
+    params = {
+        "pruning.method": method,
+        "pruning.scope": "global",
+        "pruning.sparsity": 0.75,
+        "pruning.norm": 1,
+        "pruning.pattern": "2:4",
+    }
     candidate = space.candidate_from_arch(ARCH, params)
     model = candidate.build_model()
     masks = [m.weight_mask.clone() for _, m in prunable_layers(model)]
@@ -181,14 +187,18 @@ def test_data_pruning_keeps_the_requested_fraction():
 
 
 def test_data_pruning_dimension_shrinks_training():
-    space = automl.SearchSpace.from_dict({
-        "study": {"name": "d", "n_trials": 1, "sampler": "random"},
-        "task": {"name": "digits", "batch_size": 32, "image_size": 16},
-        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1},
-                       {"name": "data_pruning", "fractions": [0.5], "scores": ["random"]}],
-        "evaluator": {"name": "training", "epochs": 1, "max_train_samples": 100},
-        "objectives": [{"metric": "val_accuracy"}],
-    })
+    space = automl.SearchSpace.from_dict(
+        {
+            "study": {"name": "d", "n_trials": 1, "sampler": "random"},
+            "task": {"name": "digits", "batch_size": 32, "image_size": 16},
+            "dimensions": [
+                {"name": "nb201", "channels": 4, "cells_per_stage": 1},
+                {"name": "data_pruning", "fractions": [0.5], "scores": ["random"]},
+            ],
+            "evaluator": {"name": "training", "epochs": 1, "max_train_samples": 100},
+            "objectives": [{"metric": "val_accuracy"}],
+        }
+    )
     study = automl.search(space, storage=":memory:")
     info = study.trials[0].user_attrs["result"]["info"]
     assert info["train_samples"] == 50 and info["data_score"] == "random"
@@ -209,10 +219,17 @@ def test_compressed_models_can_be_copied_and_rebuilt_identically(norm):
     import copy
 
     space = _space({"name": "normalization", "norms": [norm]}, {"name": "pruning"}, {"name": "quantization"})
-    params = {"normalization.norm": norm, "normalization.groups": 2, "pruning.method": "snip",
-              "pruning.scope": "global", "pruning.sparsity": 0.5, "quantization.weight_bits": 4,
-              "quantization.activation_bits": 8, "quantization.granularity": "per_tensor",
-              "quantization.scheme": "asymmetric"}
+    params = {
+        "normalization.norm": norm,
+        "normalization.groups": 2,
+        "pruning.method": "snip",
+        "pruning.scope": "global",
+        "pruning.sparsity": 0.5,
+        "quantization.weight_bits": 4,
+        "quantization.activation_bits": 8,
+        "quantization.granularity": "per_tensor",
+        "quantization.scheme": "asymmetric",
+    }
     candidate = space.candidate_from_arch(ARCH, params)
     first, second = candidate.build_model(), candidate.build_model()
     twin = copy.deepcopy(first)
@@ -248,14 +265,31 @@ def test_el2n_scores_sequence_models_per_example():
 
 def test_unpruned_and_unquantized_choices_share_one_candidate_id():
     space = _space({"name": "pruning"}, {"name": "quantization"})
-    dense = [space.candidate_from_arch(ARCH, {"pruning.method": method, "pruning.scope": "global",
-                                              "pruning.sparsity": 0.0, "pruning.norm": 2,
-                                              "quantization.weight_bits": 32, "quantization.activation_bits": 32})
-             for method in ("magnitude", "snip", "channel")]
+    dense = [
+        space.candidate_from_arch(
+            ARCH,
+            {
+                "pruning.method": method,
+                "pruning.scope": "global",
+                "pruning.sparsity": 0.0,
+                "pruning.norm": 2,
+                "quantization.weight_bits": 32,
+                "quantization.activation_bits": 32,
+            },
+        )
+        for method in ("magnitude", "snip", "channel")
+    ]
     assert len({c.id for c in dense}) == 1
-    pruned = space.candidate_from_arch(ARCH, {"pruning.method": "snip", "pruning.scope": "global",
-                                              "pruning.sparsity": 0.5, "quantization.weight_bits": 32,
-                                              "quantization.activation_bits": 32})
+    pruned = space.candidate_from_arch(
+        ARCH,
+        {
+            "pruning.method": "snip",
+            "pruning.scope": "global",
+            "pruning.sparsity": 0.5,
+            "quantization.weight_bits": 32,
+            "quantization.activation_bits": 32,
+        },
+    )
     assert pruned.id != dense[0].id
     model = dense[0].build_model()
     assert not any(hasattr(m, "weight_mask") for m in model.modules())

@@ -13,16 +13,16 @@ from automl_plugins.recipe.quantization import BITS, make_fake_quant, quantize_m
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 
 
-
-
 def _space(*dims):
-    return automl.SearchSpace.from_dict({
-        "study": {"name": "q", "n_trials": 2, "sampler": "random"},
-        "task": {"name": "digits", "batch_size": 16, "image_size": 16},
-        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}, *dims],
-        "evaluator": {"name": "proxies", "proxies": ["params"]},
-        "objectives": [{"metric": "params"}],
-    })
+    return automl.SearchSpace.from_dict(
+        {
+            "study": {"name": "q", "n_trials": 2, "sampler": "random"},
+            "task": {"name": "digits", "batch_size": 16, "image_size": 16},
+            "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}, *dims],
+            "evaluator": {"name": "proxies", "proxies": ["params"]},
+            "objectives": [{"metric": "params"}],
+        }
+    )
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
@@ -37,7 +37,7 @@ def test_at_most_2_to_the_b_values(bits, granularity, scheme):
         assert module.automl_weight_bits == bits
         units = [weight] if granularity == "per_tensor" else list(weight)
         for unit in units:
-            assert len(torch.unique(unit)) <= 2 ** bits
+            assert len(torch.unique(unit)) <= 2**bits
         assert not torch.equal(weight, module.weight_orig.detach())
 
 
@@ -62,7 +62,7 @@ def test_zero_stays_zero_so_masks_survive_quantization():
     model(x)
     for mask, (_, module) in zip(masks, weight_layers(model)[:-1]):
         assert torch.all(module.weight[mask == 0] == 0)
-        assert len(torch.unique(module.weight.detach())) <= 2 ** 3 * module.weight.shape[0]
+        assert len(torch.unique(module.weight.detach())) <= 2**3 * module.weight.shape[0]
 
 
 def test_activation_quantization_limits_layer_inputs():
@@ -91,8 +91,12 @@ def test_eval_mode_freezes_activation_ranges():
 @pytest.mark.parametrize("bits", BITS)
 def test_every_bit_width_builds_and_trains_a_step(bits):
     space = _space({"name": "quantization", "weight_bits": [bits], "activation_bits": [8]})
-    params = {"quantization.weight_bits": bits, "quantization.activation_bits": 8,
-              "quantization.granularity": "per_channel", "quantization.scheme": "symmetric"}
+    params = {
+        "quantization.weight_bits": bits,
+        "quantization.activation_bits": 8,
+        "quantization.granularity": "per_channel",
+        "quantization.scheme": "symmetric",
+    }
     candidate = space.candidate_from_arch(ARCH, params)
     model = candidate.build_model()
     batch = candidate.task.batch(16)
@@ -114,7 +118,8 @@ def test_per_layer_bits_are_define_by_run():
     candidate = space.candidate(trial.params)
     names = [n for n, _ in weight_layers(candidate.reference_model)]
     assert sorted(k for k in trial.params if k.startswith("quantization.weight_bits.")) == sorted(
-        f"quantization.weight_bits.{n}" for n in names)
+        f"quantization.weight_bits.{n}" for n in names
+    )
     model = candidate.build_model()
     for name, module in weight_layers(model):
         assert module.automl_weight_bits == trial.params[f"quantization.weight_bits.{name}"]
@@ -129,6 +134,11 @@ def test_double_precision_copies_still_quantize():
 
 def test_compression_without_an_architecture_is_a_space_error():
     with pytest.raises(automl.SpaceError, match="architecture dimension"):
-        automl.SearchSpace.from_dict({
-            "task": {"name": "digits"}, "dimensions": [{"name": "quantization"}],
-            "evaluator": {"name": "proxies", "proxies": ["params"]}, "objectives": [{"metric": "params"}]})
+        automl.SearchSpace.from_dict(
+            {
+                "task": {"name": "digits"},
+                "dimensions": [{"name": "quantization"}],
+                "evaluator": {"name": "proxies", "proxies": ["params"]},
+                "objectives": [{"metric": "params"}],
+            }
+        )

@@ -67,9 +67,7 @@ def test_every_ray_trial_is_in_the_study_with_its_state(asha_study):
     trials = [t for t in asha_study.study.get_trials() if "stage" not in t.user_attrs]  # the search's own
     assert [t.number for t in trials] == list(range(6))
     states = [t.state for t in trials]
-    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, [
-        t.user_attrs.get("failure") for t in trials
-    ]
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, [t.user_attrs.get("failure") for t in trials]
     assert TrialState.COMPLETE in states
     assert TrialState.PRUNED in states
     for trial in trials:
@@ -89,7 +87,7 @@ def test_every_ray_trial_is_in_the_study_with_its_state(asha_study):
 
 
 def test_a_ray_trial_records_what_a_local_trial_records(asha_study, storage):
-    complete = [t for t in asha_study.study.get_trials() if t.state == TrialState.COMPLETE][0]
+    complete = next(t for t in asha_study.study.get_trials() if t.state == TrialState.COMPLETE)
     local = StudyRunner(SearchSpace.from_dict(space_dict(name="local")), storage=storage, cache=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as on a Ray worker holding one CPU: the same arithmetic, the same scores
@@ -129,9 +127,7 @@ def test_a_cached_candidate_is_recorded_without_going_to_ray(asha_study):
 
 def test_a_failing_trial_is_failed_with_its_reason(ray_cluster, storage):
     # No model can be trained on the meta device: every trial fails inside the evaluator, on the worker.
-    space = SearchSpace.from_dict(
-        space_dict({**ASHA, "scheduler": "fifo", "scheduler_options": {}}, n_trials=1)
-    )
+    space = SearchSpace.from_dict(space_dict({**ASHA, "scheduler": "fifo", "scheduler_options": {}}, n_trials=1))
     runner = StudyRunner(space, storage=storage, cache=False, device="meta")
     runner.run()
     trials = runner.study.get_trials()
@@ -222,11 +218,7 @@ def test_outcomes_reported_by_the_worker(storage):
     nan = {**complete, "scores": {"val_accuracy": None}, "reasons": {"val_accuracy": "diverged"}}
     searcher.on_trial_complete("c", {**final, PAYLOAD: json.dumps(nan)})
     a, b, c = runner.study.trials
-    assert (
-        a.state == TrialState.COMPLETE
-        and a.value == 0.5
-        and a.user_attrs["result"]["costs"] == {"params": 10.0}
-    )
+    assert a.state == TrialState.COMPLETE and a.value == 0.5 and a.user_attrs["result"]["costs"] == {"params": 10.0}
     assert b.state == TrialState.FAIL and b.user_attrs["failure"] == "boom"
     assert c.state == TrialState.FAIL and "diverged" in c.user_attrs["failure"]
     assert c.user_attrs["result"]["scores"] == {"val_accuracy": None}

@@ -11,11 +11,13 @@ from automl.dimensions import ScopedTrial
 from automl_plugins.architectures.nlp_rnn import RecurrentCell, RecurrentDimension, parse_cell
 from automl_plugins.tasks.text import LanguageModellingTask, WordOrderTask
 
-LSTM = ("i_linear=linear(x,h_prev_0);i=activation_sigm(i_linear);f_linear=linear(x,h_prev_0);"
-        "f=activation_sigm(f_linear);o_linear=linear(x,h_prev_0);o=activation_sigm(o_linear);"
-        "g_linear=linear(x,h_prev_0);g=activation_tanh(g_linear);fc=elementwise_prod(f,h_prev_1);"
-        "ig=elementwise_prod(i,g);h_new_1=elementwise_sum(fc,ig);c=activation_tanh(h_new_1);"
-        "h_new_0=elementwise_prod(o,c)")
+LSTM = (
+    "i_linear=linear(x,h_prev_0);i=activation_sigm(i_linear);f_linear=linear(x,h_prev_0);"
+    "f=activation_sigm(f_linear);o_linear=linear(x,h_prev_0);o=activation_sigm(o_linear);"
+    "g_linear=linear(x,h_prev_0);g=activation_tanh(g_linear);fc=elementwise_prod(f,h_prev_1);"
+    "ig=elementwise_prod(i,g);h_new_1=elementwise_sum(fc,ig);c=activation_tanh(h_new_1);"
+    "h_new_0=elementwise_prod(o,c)"
+)
 
 
 def _sample(dim: RecurrentDimension, seed: int):
@@ -45,21 +47,31 @@ def test_random_cells_are_valid_and_round_trip():
         seen_hidden.add(cell.hidden)
         ops.update(node.op for node in cell.nodes)
     assert seen_hidden == {1, 2, 3}
-    assert ops == {"linear", "blend", "elementwise_prod", "elementwise_sum", "activation_tanh", "activation_sigm",
-                   "activation_leaky_relu"}
+    assert ops == {
+        "linear",
+        "blend",
+        "elementwise_prod",
+        "elementwise_sum",
+        "activation_tanh",
+        "activation_sigm",
+        "activation_leaky_relu",
+    }
 
 
-@pytest.mark.parametrize("text, message", [
-    ("h_new_0=activation_tanh(x)", "input 'h_prev_0' is never used"),
-    ("n=elementwise_sum(x,h_prev_0);h_new_0=elementwise_sum(n,h_prev_0)", "h_prev → h_new"),
-    ("n=elementwise_sum(x,h_prev_0);d=activation_tanh(n);h_new_0=activation_tanh(n)", "'d' does not reach"),
-    ("l=linear(x,h_prev_0);h_new_0=elementwise_sum(l,l)", "must feed exactly one activation"),
-    ("l=linear(x);h_new_0=activation_tanh(l)", "takes 2 or 3 inputs"),
-    ("n=conv(x,h_prev_0);h_new_0=activation_tanh(n)", "unknown operation 'conv'"),
-    ("n=elementwise_sum(x,later);h_new_0=activation_tanh(n)", "reads 'later'"),
-    ("n=elementwise_sum(x,h_prev_0)", "needs outputs h_new_0"),
-    ("n=elementwise_sum(x,h_prev_0);h_new_0=activation_tanh(n);bad part", "not of the form"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("h_new_0=activation_tanh(x)", "input 'h_prev_0' is never used"),
+        ("n=elementwise_sum(x,h_prev_0);h_new_0=elementwise_sum(n,h_prev_0)", "h_prev → h_new"),
+        ("n=elementwise_sum(x,h_prev_0);d=activation_tanh(n);h_new_0=activation_tanh(n)", "'d' does not reach"),
+        ("l=linear(x,h_prev_0);h_new_0=elementwise_sum(l,l)", "must feed exactly one activation"),
+        ("l=linear(x);h_new_0=activation_tanh(l)", "takes 2 or 3 inputs"),
+        ("n=conv(x,h_prev_0);h_new_0=activation_tanh(n)", "unknown operation 'conv'"),
+        ("n=elementwise_sum(x,later);h_new_0=activation_tanh(n)", "reads 'later'"),
+        ("n=elementwise_sum(x,h_prev_0)", "needs outputs h_new_0"),
+        ("n=elementwise_sum(x,h_prev_0);h_new_0=activation_tanh(n);bad part", "not of the form"),
+    ],
+)
 def test_rule_breaking_cells_get_a_clear_error(text, message):
     with pytest.raises(ValueError, match=message):
         parse_cell(text)
@@ -72,7 +84,9 @@ def test_any_valid_cell_builds_but_only_generator_layouts_are_space_points():
     with pytest.raises(ValueError, match="generator's layout"):
         dim.parse(LSTM)
     # Renaming nodes and swapping the inputs of commutative operations keep the canonical id.
-    renamed = LSTM.replace("ig=", "gi=").replace(",ig)", ",gi)").replace("elementwise_prod(i,g)", "elementwise_prod(g,i)")
+    renamed = (
+        LSTM.replace("ig=", "gi=").replace(",ig)", ",gi)").replace("elementwise_prod(i,g)", "elementwise_prod(g,i)")
+    )
     assert parse_cell(renamed).canonical_id() == lstm.canonical_id()
     swapped = LSTM.replace("i=activation_sigm", "i=activation_tanh")
     assert parse_cell(swapped).canonical_id() != lstm.canonical_id()
@@ -140,19 +154,22 @@ def test_text_classification_and_norm_layer():
 
 
 def test_a_search_over_recurrent_cells_runs_and_records_costs():
-    space = SearchSpace.from_dict({
-        "study": {"name": "rnn", "n_trials": 3, "sampler": "tpe", "seed": 1},
-        "task": {"name": "text_lm", "seq_len": 8, "batch_size": 4, "vocab_size": 100},
-        "dimensions": [{"name": "nlp_rnn", "hidden_size": 8, "embedding_size": 8, "layers": 1, "max_nodes": 4}],
-        "evaluator": {"name": "proxies", "proxies": ["params"]},
-        "objectives": [{"metric": "params", "direction": "minimize"}],
-    })
+    space = SearchSpace.from_dict(
+        {
+            "study": {"name": "rnn", "n_trials": 3, "sampler": "tpe", "seed": 1},
+            "task": {"name": "text_lm", "seq_len": 8, "batch_size": 4, "vocab_size": 100},
+            "dimensions": [{"name": "nlp_rnn", "hidden_size": 8, "embedding_size": 8, "layers": 1, "max_nodes": 4}],
+            "evaluator": {"name": "proxies", "proxies": ["params"]},
+            "objectives": [{"metric": "params", "direction": "minimize"}],
+        }
+    )
     study = StudyRunner(space, storage=":memory:").run()
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 3, [t.user_attrs.get("failure") for t in study.trials]
     assert all(t.user_attrs["result"]["costs"]["flops"] > 0 for t in done)
-    assert isinstance(space.candidate_from_arch(done[0].user_attrs["candidate"]["arch"]).architecture.cell,
-                      RecurrentCell)
+    assert isinstance(
+        space.candidate_from_arch(done[0].user_attrs["candidate"]["arch"]).architecture.cell, RecurrentCell
+    )
 
 
 def test_draw_lists_inputs_then_every_node():

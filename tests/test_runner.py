@@ -81,8 +81,14 @@ def space_dict(**evaluator):
     return {
         "study": {"name": "runner", "n_trials": 12, "seed": 3, "sampler": "random"},
         "task": {"name": "digits", "batch_size": 8, "image_size": 16},
-        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1,
-                        "operations": ["nor_conv_3x3", "skip_connect", "avg_pool_3x3"]}],
+        "dimensions": [
+            {
+                "name": "nb201",
+                "channels": 4,
+                "cells_per_stage": 1,
+                "operations": ["nor_conv_3x3", "skip_connect", "avg_pool_3x3"],
+            }
+        ],
         "evaluator": {"name": "counting", **evaluator},
         "objectives": [{"metric": "convs", "direction": "maximize"}],
     }
@@ -205,8 +211,17 @@ def test_export_and_studies(nb201_space_dict, storage, tmp_path, capsys):
     assert main(["export", "t", "--storage", storage, "--format", "json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 4
-    assert {"number", "state", "value.synflow", "param.nb201.e01", "score.synflow", "score.params",
-            "cost.size_bits", "candidate_id", "arch"} <= set(rows[0])
+    assert {
+        "number",
+        "state",
+        "value.synflow",
+        "param.nb201.e01",
+        "score.synflow",
+        "score.params",
+        "cost.size_bits",
+        "candidate_id",
+        "arch",
+    } <= set(rows[0])
     out = tmp_path / "t.csv"
     assert main(["export", "t", "--storage", storage, "--out", str(out)]) == 0
     assert out.read_text().count("\n") == 5

@@ -63,28 +63,51 @@ def test_good_file_builds(tmp_path):
         ("n_trials = 3", "n_trials = 0", "study.n_trials", "below the minimum", None),
         ("n_trials = 3", 'n_trials = "many"', "study.n_trials", "expected an integer", None),
         ('sampler = "random"', 'sampler = "annealing"', "study.sampler", "'annealing' is not accepted", "tpe"),
-        ('sampler = "random"', 'sampler = "random"\nsampler_options = {warp = 3}', "study.sampler_options",
-         "rejects its options", None),
-        ('sampler = "random"', 'sampler = "random"\npruner_options = {n_startup_trials = 3}',
-         "study.pruner_options", "without a pruner", None),
+        (
+            'sampler = "random"',
+            'sampler = "random"\nsampler_options = {warp = 3}',
+            "study.sampler_options",
+            "rejects its options",
+            None,
+        ),
+        (
+            'sampler = "random"',
+            'sampler = "random"\npruner_options = {n_startup_trials = 3}',
+            "study.pruner_options",
+            "without a pruner",
+            None,
+        ),
         ('name = "digits"', 'name = "mnist"', "task.name", "unknown task 'mnist'", "digits"),
         ("image_size = 16", "image_size = 4", "task.image_size", "below the minimum", None),
         ("channels = 4", "channels = 4\ndepth = 3", "dimensions[0].depth", "unknown key 'depth'", "cells_per_stage"),
         ("channels = 4", 'channels = "four"', "dimensions[0].channels", "expected an integer", None),
-        ("channels = 4", "channels = 4\noperations = ['conv']", "dimensions[0].operations[0]",
-         "'conv' is not accepted", "nor_conv_3x3"),
+        (
+            "channels = 4",
+            "channels = 4\noperations = ['conv']",
+            "dimensions[0].operations[0]",
+            "'conv' is not accepted",
+            "nor_conv_3x3",
+        ),
         ("channels = 4", "channels = 4\noperations = []", "dimensions[0].operations", "at least 1", None),
         ('name = "nb201"', 'name = "resnet"', "dimensions[0].name", "unknown dimension 'resnet'", "nb201"),
         ('name = "proxies"', 'name = "oracle"', "evaluator.name", "unknown evaluator 'oracle'", "proxies"),
-        ('proxies = ["synflow", "params"]', 'proxies = ["synflow", "magic"]', "evaluator.proxies[1]",
-         "unknown proxy 'magic'", "synflow"),
+        (
+            'proxies = ["synflow", "params"]',
+            'proxies = ["synflow", "magic"]',
+            "evaluator.proxies[1]",
+            "unknown proxy 'magic'",
+            "synflow",
+        ),
         ('proxies = ["synflow", "params"]', "proxies = []", "evaluator.proxies", "at least 1", None),
-        ('proxies = ["synflow", "params"]', 'proxies = ["synflow", "synflow"]', "evaluator.proxies",
-         "listed twice", None),
-        ('metric = "synflow"', 'metric = "accuracy"', "objectives[0].metric", "'accuracy' is neither",
-         "size_bits"),
-        ('direction = "maximize"', 'direction = "up"', "objectives[0].direction", "'up' is not accepted",
-         "minimize"),
+        (
+            'proxies = ["synflow", "params"]',
+            'proxies = ["synflow", "synflow"]',
+            "evaluator.proxies",
+            "listed twice",
+            None,
+        ),
+        ('metric = "synflow"', 'metric = "accuracy"', "objectives[0].metric", "'accuracy' is neither", "size_bits"),
+        ('direction = "maximize"', 'direction = "up"', "objectives[0].direction", "'up' is not accepted", "minimize"),
     ],
 )
 def test_each_rule_names_key_and_allowed(tmp_path, old, new, key, fragment, allowed):
@@ -126,8 +149,9 @@ def test_dimension_keys(tmp_path):
     twice = GOOD.replace("[evaluator]", '[[dimensions]]\nname = "nb201"\n\n[evaluator]')
     err = error_for(tmp_path, twice)
     assert "share the key 'nb201'" in str(err)
-    renamed = twice.replace('[[dimensions]]\nname = "nb201"\n\n[evaluator]',
-                            '[[dimensions]]\nname = "nb201"\nkey = "second"\n\n[evaluator]')
+    renamed = twice.replace(
+        '[[dimensions]]\nname = "nb201"\n\n[evaluator]', '[[dimensions]]\nname = "nb201"\nkey = "second"\n\n[evaluator]'
+    )
     assert "only one architecture dimension" in str(error_for(tmp_path, renamed))
     bad_key = GOOD.replace('name = "nb201"', 'name = "nb201"\nkey = "a b"')
     assert error_for(tmp_path, bad_key).key == "dimensions[0].key"
@@ -135,7 +159,8 @@ def test_dimension_keys(tmp_path):
 
 def test_single_objective_sampler_with_two_objectives(tmp_path):
     text = GOOD.replace('sampler = "random"', 'sampler = "cmaes"') + (
-        '\n[[objectives]]\nmetric = "size_bits"\ndirection = "minimize"\n')
+        '\n[[objectives]]\nmetric = "size_bits"\ndirection = "minimize"\n'
+    )
     err = error_for(tmp_path, text)
     assert err.key == "study.sampler" and "one objective" in str(err)
     text = GOOD + '\n[[objectives]]\nmetric = "synflow"\ndirection = "minimize"\n'

@@ -14,6 +14,10 @@ import math
 
 import numpy as np
 import pytest
+
+import automl
+from automl import Proxy, ProxyValue, SpaceError, StudyRunner
+from automl.cli import main
 from automl_plugins.architectures.nb201.space import EDGES
 from automl_plugins.strategies.baselines import RegularizedEvolution
 from automl_plugins.strategies.pool import (
@@ -24,18 +28,16 @@ from automl_plugins.strategies.pool import (
     sample_candidate,
 )
 
-import automl
-from automl import Proxy, ProxyValue, SpaceError, StudyRunner
-from automl.cli import main
-
 STRATEGIES = ("robot", "proxy_then_oracle", "random", "evolution")
 
 
 def _table() -> dict[str, tuple[float, float]]:
     path = importlib.resources.files("automl_plugins.data") / "nb201_accuracy.csv"
     with path.open() as handle:
-        return {row["arch"]: (float(row["cifar10_test_acc"]), float(row["cifar100_test_acc"]))
-                for row in csv.DictReader(handle)}
+        return {
+            row["arch"]: (float(row["cifar10_test_acc"]), float(row["cifar100_test_acc"]))
+            for row in csv.DictReader(handle)
+        }
 
 
 TABLE = _table()
@@ -109,8 +111,6 @@ def _shared_cache(_module_cache, monkeypatch):
     monkeypatch.setenv("AUTOML_CACHE", _module_cache)
 
 
-
-
 def space_dict(strategy: str = "robot", proxies=("oracle_proxy", "noise"), n_trials: int = 30, **options) -> dict:
     table = {"name": strategy, "budget": 8, "oracle": {"name": "table", "benchmark": "nb201", "metrics": ["cifar10"]}}
     if strategy in ("robot", "proxy_then_oracle"):
@@ -131,8 +131,9 @@ def queried(study) -> list[str]:
 
 
 def pool_optimum(space) -> float:
-    pool, _ = build_pool(space, size=space.strategy.settings["pool_size"], whole_space=False,
-                         seed=space.strategy.settings["pool_seed"])
+    pool, _ = build_pool(
+        space, size=space.strategy.settings["pool_size"], whole_space=False, seed=space.strategy.settings["pool_seed"]
+    )
     return max(TABLE[c.attrs["arch"]][0] for c in pool)
 
 
@@ -213,8 +214,9 @@ def test_the_pool_proxies_come_from_the_cache_the_second_time(storage, tmp_path)
     first = StudyRunner(automl.SearchSpace.from_dict(space_dict()), storage=storage, study_name="one", cache=cache)
     first.run()
     assert first.cache.hits == 0 and first.cache.misses >= 80
-    second = StudyRunner(automl.SearchSpace.from_dict(space_dict(seed=3)), storage=storage, study_name="two",
-                         cache=cache)
+    second = StudyRunner(
+        automl.SearchSpace.from_dict(space_dict(seed=3)), storage=storage, study_name="two", cache=cache
+    )
     second.run()
     assert second.cache.hits >= 80
 
@@ -230,8 +232,10 @@ def test_a_small_space_is_enumerated_whole():
     everything = enumerate_space(space, limit=1000)
     ids = [c.id for c in everything]
     # 64 cells, one candidate per class of isomorphic cells (the candidate id's convention).
-    cells = [space.candidate({f"nb201.e{a}{b}": op for (a, b), op in zip(EDGES, ops6)})
-             for ops6 in itertools.product(ops, repeat=6)]
+    cells = [
+        space.candidate({f"nb201.e{a}{b}": op for (a, b), op in zip(EDGES, ops6)})
+        for ops6 in itertools.product(ops, repeat=6)
+    ]
     assert len(set(ids)) == len(ids) and set(ids) == {c.id for c in cells}
     pool, kind = build_pool(space, size=64, whole_space=False, seed=0)
     assert kind == "whole space" and len(pool) == len(ids)
@@ -249,18 +253,24 @@ def test_a_mutation_changes_exactly_one_edge():
         assert len(changed) == 1
 
 
-@pytest.mark.parametrize(("change", "key"), [
-    (lambda d: d["objectives"][0].update(metric="noise"), "objectives[0].metric"),
-    (lambda d: d["strategy"].update(metric="cifar100"), "strategy.metric"),
-    (lambda d: d["strategy"].update(direction="minimize"), "strategy.direction"),
-    (lambda d: d["study"].update(n_trials=5), "study.n_trials"),
-    (lambda d: d["strategy"]["oracle"].update(name="nope"), "strategy.oracle.name"),
-    (lambda d: d["strategy"]["oracle"].update(metrics=["top1"]), "strategy.oracle.metrics[0]"),
-    (lambda d: d["strategy"]["oracle"].update(benchmark="flexibert", metrics=["glue"]), "strategy.oracle.benchmark"),
-    (lambda d: d["strategy"].update(proxies=["synflow"]), "strategy.proxies[0]"),
-    (lambda d: d["strategy"].update(sampler="cmaes"), "strategy.sampler"),
-    (lambda d: d["objectives"].append({"metric": "params"}), "objectives"),
-])
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda d: d["objectives"][0].update(metric="noise"), "objectives[0].metric"),
+        (lambda d: d["strategy"].update(metric="cifar100"), "strategy.metric"),
+        (lambda d: d["strategy"].update(direction="minimize"), "strategy.direction"),
+        (lambda d: d["study"].update(n_trials=5), "study.n_trials"),
+        (lambda d: d["strategy"]["oracle"].update(name="nope"), "strategy.oracle.name"),
+        (lambda d: d["strategy"]["oracle"].update(metrics=["top1"]), "strategy.oracle.metrics[0]"),
+        (
+            lambda d: d["strategy"]["oracle"].update(benchmark="flexibert", metrics=["glue"]),
+            "strategy.oracle.benchmark",
+        ),
+        (lambda d: d["strategy"].update(proxies=["synflow"]), "strategy.proxies[0]"),
+        (lambda d: d["strategy"].update(sampler="cmaes"), "strategy.sampler"),
+        (lambda d: d["objectives"].append({"metric": "params"}), "objectives"),
+    ],
+)
 def test_invalid_strategy_tables_name_the_key(change, key):
     data = space_dict()
     data["strategy"]["oracle"]["metrics"] = ["cifar10", "cifar100"]
@@ -280,7 +290,7 @@ def test_evolution_rejects_a_tournament_larger_than_the_population():
 
 def test_a_strategy_runs_from_a_file_and_show_reports_it(tmp_path, capsys):
     path = tmp_path / "robot.toml"
-    path.write_text('''
+    path.write_text("""
 [study]
 name = "robot-file"
 n_trials = 20
@@ -303,11 +313,11 @@ budget = 6
 pool_size = 100
 sampler = "tpe"
 oracle = {name = "table", benchmark = "nb201", metrics = ["cifar10"]}
-''')
+""")
     storage = f"sqlite:///{tmp_path / 'cli.db'}"
     assert main(["run", str(path), "--storage", storage, "--quiet"]) == 0
     assert main(["show", "robot-file", "--storage", storage]) == 0
     out = capsys.readouterr().out
     assert "6 complete" in out
-    for line in ("weights: {", "queries: \"6 of 6\"", "best: {", "name: \"robot\""):
+    for line in ("weights: {", 'queries: "6 of 6"', "best: {", 'name: "robot"'):
         assert line in out

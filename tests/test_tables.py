@@ -15,18 +15,21 @@ from automl_plugins.evaluators.tables import load_benchmark
 
 def _nb201_rows() -> dict[str, tuple[float, float]]:
     with resources.files("automl_plugins.data").joinpath("nb201_accuracy.csv").open() as handle:
-        return {r["arch"]: (float(r["cifar10_test_acc"]), float(r["cifar100_test_acc"]))
-                for r in csv.DictReader(handle)}
+        return {
+            r["arch"]: (float(r["cifar10_test_acc"]), float(r["cifar100_test_acc"])) for r in csv.DictReader(handle)
+        }
 
 
 def _space(evaluator, objective="cifar10", sampler="random", seed=0, n_trials=10, dimension=None):
-    return SearchSpace.from_dict({
-        "study": {"name": "tables", "n_trials": n_trials, "seed": seed, "sampler": sampler},
-        "task": {"name": "digits", "batch_size": 8, "image_size": 8},
-        "dimensions": [dimension or {"name": "nb201", "channels": 2, "cells_per_stage": 1}],
-        "evaluator": evaluator,
-        "objectives": [{"metric": objective, "direction": "maximize"}],
-    })
+    return SearchSpace.from_dict(
+        {
+            "study": {"name": "tables", "n_trials": n_trials, "seed": seed, "sampler": sampler},
+            "task": {"name": "digits", "batch_size": 8, "image_size": 8},
+            "dimensions": [dimension or {"name": "nb201", "channels": 2, "cells_per_stage": 1}],
+            "evaluator": evaluator,
+            "objectives": [{"metric": objective, "direction": "maximize"}],
+        }
+    )
 
 
 def test_random_search_reproduces_the_table_exactly():
@@ -65,12 +68,14 @@ def test_user_tables_in_csv_jsonl_and_json(tmp_path):
     a = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
     b = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
     (tmp_path / "t.csv").write_text(f"cell,acc,latency\n{a},91.5,3\n{b},10,1\n")
-    (tmp_path / "t.jsonl").write_text(json.dumps({"cell": a, "acc": 91.5}) + "\n" + json.dumps({"cell": b, "acc": 10})
-                                      + "\n")
+    (tmp_path / "t.jsonl").write_text(
+        json.dumps({"cell": a, "acc": 91.5}) + "\n" + json.dumps({"cell": b, "acc": 10}) + "\n"
+    )
     (tmp_path / "t.json").write_text(json.dumps([{"cell": a, "acc": 91.5}, {"cell": b, "acc": 10}]))
     for name in ("t.csv", "t.jsonl", "t.json"):
-        space = _space({"name": "table", "path": str(tmp_path / name), "key_column": "cell", "metrics": ["acc"]},
-                       objective="acc")
+        space = _space(
+            {"name": "table", "path": str(tmp_path / name), "key_column": "cell", "metrics": ["acc"]}, objective="acc"
+        )
         assert evaluate(space.candidate_from_arch(a), space.evaluator).scores == {"acc": 91.5}
         with pytest.raises(TrialFailed, match="is not in the table"):
             evaluate(space.candidate_from_arch(a.replace("avg_pool_3x3", "nor_conv_1x1")), space.evaluator)
@@ -89,16 +94,23 @@ def test_a_missing_candidate_fails_its_trial_and_the_search_goes_on(tmp_path):
     assert failed[0].user_attrs["candidate"]["arch"] in failed[0].user_attrs["failure"]
 
 
-@pytest.mark.parametrize("evaluator, key, message", [
-    ({"name": "table", "path": "nowhere.csv"}, "evaluator.path", "no such table file"),
-    ({"name": "table", "benchmark": "nb201", "metrics": ["imagenet"]}, "evaluator.metrics[0]", "no column 'imagenet'"),
-    ({"name": "table", "path": "t.csv", "key_column": "architecture"}, "evaluator.key_column", "no column"),
-    ({"name": "table"}, "evaluator.path", "exactly one of"),
-    ({"name": "table", "benchmark": "nb201", "path": "t.csv"}, "evaluator.benchmark", "exactly one of"),
-    ({"name": "table", "benchmark": "flexibert"}, "evaluator.benchmark", "holds flexibert architectures"),
-    ({"name": "table", "path": "bad.csv"}, "evaluator.key_column", "is a nb201 architecture"),
-    ({"name": "table", "path": "t.txt"}, "evaluator.path", "unknown table format"),
-])
+@pytest.mark.parametrize(
+    "evaluator, key, message",
+    [
+        ({"name": "table", "path": "nowhere.csv"}, "evaluator.path", "no such table file"),
+        (
+            {"name": "table", "benchmark": "nb201", "metrics": ["imagenet"]},
+            "evaluator.metrics[0]",
+            "no column 'imagenet'",
+        ),
+        ({"name": "table", "path": "t.csv", "key_column": "architecture"}, "evaluator.key_column", "no column"),
+        ({"name": "table"}, "evaluator.path", "exactly one of"),
+        ({"name": "table", "benchmark": "nb201", "path": "t.csv"}, "evaluator.benchmark", "exactly one of"),
+        ({"name": "table", "benchmark": "flexibert"}, "evaluator.benchmark", "holds flexibert architectures"),
+        ({"name": "table", "path": "bad.csv"}, "evaluator.key_column", "is a nb201 architecture"),
+        ({"name": "table", "path": "t.txt"}, "evaluator.path", "unknown table format"),
+    ],
+)
 def test_clear_errors_for_files_columns_and_spaces(tmp_path, evaluator, key, message):
     (tmp_path / "t.csv").write_text("arch,acc\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n")
     (tmp_path / "bad.csv").write_text("arch,acc\nresnet18,70\n")

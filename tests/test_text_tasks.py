@@ -68,8 +68,9 @@ def test_masked_language_modelling():
     stream = task.tokens_of("train")
     assert torch.equal(data.targets[2][masked[2]], stream[40:60][masked[2]])
     assert torch.equal(data.inputs[2][~masked[2]], stream[40:60][~masked[2]])
-    assert torch.equal(task.split("train").inputs, MaskedLanguageModellingTask.configure(
-        {"seq_len": 20}).split("train").inputs)
+    assert torch.equal(
+        task.split("train").inputs, MaskedLanguageModellingTask.configure({"seq_len": 20}).split("train").inputs
+    )
 
 
 def test_word_order_classification_is_balanced_and_honest():
@@ -86,8 +87,11 @@ def test_word_order_classification_is_balanced_and_honest():
 
 
 def test_options_are_checked_in_a_search_space_file():
-    base = {"dimensions": [{"name": "nlp_rnn"}], "evaluator": {"name": "proxies", "proxies": ["params"]},
-            "objectives": [{"metric": "params", "direction": "minimize"}]}
+    base = {
+        "dimensions": [{"name": "nlp_rnn"}],
+        "evaluator": {"name": "proxies", "proxies": ["params"]},
+        "objectives": [{"metric": "params", "direction": "minimize"}],
+    }
     with pytest.raises(SpaceError, match="too long") as info:
         SearchSpace.from_dict({**base, "task": {"name": "text_lm", "seq_len": 4096}})
     assert info.value.key == "task.seq_len"

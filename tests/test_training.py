@@ -15,8 +15,14 @@ from automl_plugins.evaluators.training import train_candidate, training_setting
 
 def _space(**evaluator):
     return {
-        "study": {"name": "train", "n_trials": 6, "seed": 0, "sampler": "random", "pruner": "median",
-                  "pruner_options": {"n_startup_trials": 2, "n_warmup_steps": 0}},
+        "study": {
+            "name": "train",
+            "n_trials": 6,
+            "seed": 0,
+            "sampler": "random",
+            "pruner": "median",
+            "pruner_options": {"n_startup_trials": 2, "n_warmup_steps": 0},
+        },
         "task": {"name": "digits", "batch_size": 32, "image_size": 16},
         "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}],
         "evaluator": {"name": "training", "epochs": 3, "max_train_samples": 240, **evaluator},
@@ -26,11 +32,16 @@ def _space(**evaluator):
 
 def test_train_candidate_reports_every_epoch_and_learns():
     space = automl.SearchSpace.from_dict(_space())
-    candidate = space.candidate_from_arch("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+"
-                                          "|skip_connect~0|skip_connect~1|nor_conv_3x3~2|")
+    candidate = space.candidate_from_arch(
+        "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|"
+    )
     reported = []
-    result = train_candidate(candidate, {"epochs": 3, "max_train_samples": 240, "lr": 0.05},
-                             lambda value, step: reported.append((step, value)), "cpu")
+    result = train_candidate(
+        candidate,
+        {"epochs": 3, "max_train_samples": 240, "lr": 0.05},
+        lambda value, step: reported.append((step, value)),
+        "cpu",
+    )
     assert [step for step, _ in reported] == [1, 2, 3]
     assert result.info["curve"] == [value for _, value in reported]
     assert result.scores["val_accuracy"] == reported[-1][1]
@@ -43,8 +54,11 @@ def test_train_candidate_reports_every_epoch_and_learns():
 
 def test_report_can_stop_training():
     space = automl.SearchSpace.from_dict(_space())
-    candidate = space.sample(optuna.trial.FixedTrial(
-        {f"nb201.e{a}{b}": "skip_connect" for a, b in ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))}))
+    candidate = space.sample(
+        optuna.trial.FixedTrial(
+            {f"nb201.e{a}{b}": "skip_connect" for a, b in ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))}
+        )
+    )
 
     def stop(value, step):
         raise optuna.TrialPruned(f"stop at {step}")
@@ -75,8 +89,9 @@ def test_settings_are_validated():
 
 def test_divergence_fails_the_trial():
     space = automl.SearchSpace.from_dict(_space())
-    candidate = space.candidate_from_arch("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
-                                          "|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    candidate = space.candidate_from_arch(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    )
     candidate.loss_fn = _NanLoss()
     with pytest.raises(automl.TrialFailed, match="diverged"):
         train_candidate(candidate, {"epochs": 1, "max_train_samples": 64}, None, "cpu")
@@ -112,9 +127,13 @@ def test_bundled_compression_space_validates():
 def test_joint_search_with_proxies_prints_pareto_front(tmp_path, storage, capsys):
     from automl.cli import main
 
-    path = _compress_file(tmp_path, '[evaluator]\nname = "proxies"\nproxies = ["synflow"]\n',
-                          '[[objectives]]\nmetric = "synflow"\ndirection = "maximize"\n\n'
-                          '[[objectives]]\nmetric = "size_bits"\ndirection = "minimize"\n', 8)
+    path = _compress_file(
+        tmp_path,
+        '[evaluator]\nname = "proxies"\nproxies = ["synflow"]\n',
+        '[[objectives]]\nmetric = "synflow"\ndirection = "maximize"\n\n'
+        '[[objectives]]\nmetric = "size_bits"\ndirection = "minimize"\n',
+        8,
+    )
     assert main(["run", str(path), "--storage", storage, "--quiet"]) == 0
     study = optuna.load_study(study_name="compress-digits", storage=storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -129,9 +148,13 @@ def test_joint_search_with_proxies_prints_pareto_front(tmp_path, storage, capsys
 def test_joint_search_with_training_prints_pareto_front(tmp_path, storage, capsys):
     from automl.cli import main
 
-    path = _compress_file(tmp_path, '[evaluator]\nname = "training"\nepochs = 2\nmax_train_samples = 160\n',
-                          '[[objectives]]\nmetric = "val_accuracy"\ndirection = "maximize"\n\n'
-                          '[[objectives]]\nmetric = "size_bits"\ndirection = "minimize"\n', 4)
+    path = _compress_file(
+        tmp_path,
+        '[evaluator]\nname = "training"\nepochs = 2\nmax_train_samples = 160\n',
+        '[[objectives]]\nmetric = "val_accuracy"\ndirection = "maximize"\n\n'
+        '[[objectives]]\nmetric = "size_bits"\ndirection = "minimize"\n',
+        4,
+    )
     assert main(["run", str(path), "--storage", storage, "--quiet"]) == 0
     study = optuna.load_study(study_name="compress-digits", storage=storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -144,9 +167,13 @@ def test_joint_search_with_training_prints_pareto_front(tmp_path, storage, capsy
 
 
 def test_joint_search_with_training_and_a_pruner(tmp_path, storage):
-    path = _compress_file(tmp_path, '[evaluator]\nname = "training"\nepochs = 3\nmax_train_samples = 160\n',
-                          '[[objectives]]\nmetric = "val_accuracy"\ndirection = "maximize"\n', 7,
-                          study='\n')
+    path = _compress_file(
+        tmp_path,
+        '[evaluator]\nname = "training"\nepochs = 3\nmax_train_samples = 160\n',
+        '[[objectives]]\nmetric = "val_accuracy"\ndirection = "maximize"\n',
+        7,
+        study="\n",
+    )
     text = path.read_text().replace('sampler = "nsga2"', 'sampler = "random"')
     text = text.replace("sampler_options = { population_size = 4 }", "")
     text = text.replace('pruner = "none"', 'pruner = "median"\npruner_options = { n_startup_trials = 2 }')

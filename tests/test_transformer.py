@@ -50,7 +50,8 @@ def test_every_benchmark_encoder_parses_round_trips_and_builds(mlm):
         with torch.device("meta"):
             model = arch.build(mlm)
         assert [(f.in_features, f.out_features) for f in model.ffn_first_layers()] == [
-            (spec.hidden, layer.ff_dim) for layer in spec.layers]
+            (spec.hidden, layer.ff_dim) for layer in spec.layers
+        ]
         assert len(model.attention_modules()) == sum(layer.operation in ("SA", "DSC") for layer in spec.layers)
         assert len(model.projection_modules()) == len(spec.layers)
     assert len(strings) == 249  # one encoder appears twice in the file (ids 174 and 405)
@@ -76,8 +77,9 @@ def test_every_layer_option_builds_and_trains(mlm, op):
 
 
 def test_feed_forward_first_layers_and_attention_maps(mlm):
-    arch = FlexiBERTDimension.configure({}).parse("h128|SA.WMA-h4-ff1024x3|LT.DCT-h2-ff512x1|SA.SDP-h2-ff512x1|"
-                                                  "DSC.5-h4-ff1024x1")
+    arch = FlexiBERTDimension.configure({}).parse(
+        "h128|SA.WMA-h4-ff1024x3|LT.DCT-h2-ff512x1|SA.SDP-h2-ff512x1|DSC.5-h4-ff1024x1"
+    )
     model = arch.build(mlm)
     first = model.ffn_first_layers()
     assert [layer.out_features for layer in first] == [1024, 512, 512, 1024]
@@ -134,11 +136,15 @@ def test_linear_transforms_are_the_fourier_and_cosine_transforms():
     m = dct_matrix(8, torch.device("cpu"), torch.float64)
     assert torch.allclose(m @ m.T, torch.eye(8, dtype=torch.float64), atol=1e-12)
     # DCT-II of a constant sequence has only the zero-frequency term.
-    assert torch.allclose(m @ torch.ones(8, dtype=torch.float64), torch.eye(8, dtype=torch.float64)[0] * 8 ** 0.5)
+    assert torch.allclose(m @ torch.ones(8, dtype=torch.float64), torch.eye(8, dtype=torch.float64)[0] * 8**0.5)
     x = torch.randn(1, 6, 8)
-    for kind, expected in (("DFT", torch.fft.fft2(x.view(1, 6, 2, 4).transpose(1, 2), dim=(-2, -1)).real),
-                           ("DCT", dct_matrix(6, x.device, x.dtype) @ x.view(1, 6, 2, 4).transpose(1, 2)
-                            @ dct_matrix(4, x.device, x.dtype).T)):
+    for kind, expected in (
+        ("DFT", torch.fft.fft2(x.view(1, 6, 2, 4).transpose(1, 2), dim=(-2, -1)).real),
+        (
+            "DCT",
+            dct_matrix(6, x.device, x.dtype) @ x.view(1, 6, 2, 4).transpose(1, 2) @ dct_matrix(4, x.device, x.dtype).T,
+        ),
+    ):
         transform = LinearTransform(8, 2, kind)
         transform.input = torch.nn.Identity()
         assert torch.allclose(transform(x), expected.transpose(1, 2).reshape(1, 6, 8), atol=1e-5)
@@ -159,27 +165,32 @@ def test_classification_head_and_sampling():
     assert len(seen_ops) >= 4
 
 
-@pytest.mark.parametrize("text, message", [
-    ("h192|SA.SDP-h2-ff512x1|SA.SDP-h2-ff512x1", "hidden size 192"),
-    ("h128|SA.XYZ-h2-ff512x1|SA.SDP-h2-ff512x1", "SA takes SDP or WMA"),
-    ("h128|SA.SDP-h3-ff512x1|SA.SDP-h2-ff512x1", "heads 3"),
-    ("h128|SA.SDP-h2-ff512x1", "1 layers"),
-    ("128|SA.SDP-h2-ff512x1", "expected 'h<hidden>"),
-    ("h128|attention|SA.SDP-h2-ff512x1", "is not of the form"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("h192|SA.SDP-h2-ff512x1|SA.SDP-h2-ff512x1", "hidden size 192"),
+        ("h128|SA.XYZ-h2-ff512x1|SA.SDP-h2-ff512x1", "SA takes SDP or WMA"),
+        ("h128|SA.SDP-h3-ff512x1|SA.SDP-h2-ff512x1", "heads 3"),
+        ("h128|SA.SDP-h2-ff512x1", "1 layers"),
+        ("128|SA.SDP-h2-ff512x1", "expected 'h<hidden>"),
+        ("h128|attention|SA.SDP-h2-ff512x1", "is not of the form"),
+    ],
+)
 def test_malformed_encoders_are_rejected(text, message):
     with pytest.raises(ValueError, match=message):
         parse_encoder(text)
 
 
 def test_table_lookup_of_flexibert_candidates():
-    space = SearchSpace.from_dict({
-        "study": {"name": "fb", "n_trials": 2, "sampler": "random"},
-        "task": {"name": "text_mlm", "seq_len": 8, "vocab_size": 32, "batch_size": 2},
-        "dimensions": [{"name": "flexibert", "hidden_sizes": [128], "layers": [2]}],
-        "evaluator": {"name": "table", "benchmark": "flexibert", "metrics": ["glue", "cola"]},
-        "objectives": [{"metric": "glue", "direction": "maximize"}],
-    })
+    space = SearchSpace.from_dict(
+        {
+            "study": {"name": "fb", "n_trials": 2, "sampler": "random"},
+            "task": {"name": "text_mlm", "seq_len": 8, "vocab_size": 32, "batch_size": 2},
+            "dimensions": [{"name": "flexibert", "hidden_sizes": [128], "layers": [2]}],
+            "evaluator": {"name": "table", "benchmark": "flexibert", "metrics": ["glue", "cola"]},
+            "objectives": [{"metric": "glue", "direction": "maximize"}],
+        }
+    )
     record = next(r for r in _records() if r["hidden_size"] == 128 and len(r["encoder_layers"]) == 2)
     candidate = space.candidate_from_arch(from_record(record).to_string())
     result = evaluate(candidate, space.evaluator)
@@ -209,8 +220,12 @@ def _expected_params(spec, vocab, positions):
             total += h * h + h  # the input projection
         else:
             k, w = int(layer.parameter), max(1, layer.heads // 2) * d  # ConvBERT: half the heads attend
-            total += 3 * (h * w + w) + h * k + (h * w + w) + (w * max(1, layer.heads // 2) * k
-                                                                 + max(1, layer.heads // 2) * k)
+            total += (
+                3 * (h * w + w)
+                + h * k
+                + (h * w + w)
+                + (w * max(1, layer.heads // 2) * k + max(1, layer.heads // 2) * k)
+            )
             total += h * w + w + 2 * w * h + h
         ff = layer.ff_dim
         total += h * ff + ff + (layer.ff_count - 1) * (ff * ff + ff) + ff * h + h
@@ -238,7 +253,7 @@ def test_mixed_attention_convolution_heads_equal_a_direct_loop():
     heads = []
     for head in range(2):
         cols = slice(2 * head, 2 * head + 2)
-        scores = q[..., cols] @ k[..., cols].transpose(1, 2) / 2 ** 0.5
+        scores = q[..., cols] @ k[..., cols].transpose(1, 2) / 2**0.5
         heads.append(torch.softmax(scores, dim=-1) @ v[..., cols])
     convolved = torch.zeros(2, 7, 2, 2)
     for b in range(2):
@@ -247,7 +262,7 @@ def test_mixed_attention_convolution_heads_equal_a_direct_loop():
                 for tap in range(5):
                     j = i + tap - 2  # a window centred on token i, zero outside the sequence
                     if 0 <= j < 7:
-                        convolved[b, i, head] += taps[b, i, head, tap] * span[b, j, 2 * head:2 * head + 2]
+                        convolved[b, i, head] += taps[b, i, head, tap] * span[b, j, 2 * head : 2 * head + 2]
     attended = torch.stack(heads, dim=2)
     expected = module.out(torch.cat([attended, convolved], dim=2).reshape(2, 7, 8))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
@@ -257,10 +272,14 @@ def test_a_new_model_revision_gives_new_candidate_ids(monkeypatch):
     from automl.space import SearchSpace
 
     def candidate_id():
-        space = SearchSpace.from_dict({
-            "task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
-            "dimensions": [{"name": "flexibert"}], "evaluator": {"name": "proxies", "proxies": ["params"]},
-            "objectives": [{"metric": "params"}]})
+        space = SearchSpace.from_dict(
+            {
+                "task": {"name": "text_mlm", "seq_len": 8, "batch_size": 4, "vocab_size": 300},
+                "dimensions": [{"name": "flexibert"}],
+                "evaluator": {"name": "proxies", "proxies": ["params"]},
+                "objectives": [{"metric": "params"}],
+            }
+        )
         return space.candidate_from_arch("h128|SA.SDP-h2-ff512x1|LT.DFT-h2-ff512x1").id
 
     before = candidate_id()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import datetime as dt
+import functools
 import subprocess
 import sys
 import textwrap
@@ -30,11 +30,13 @@ def _real_study(cache_dir: str) -> optuna.Study:
         "task": {"name": "digits", "batch_size": 16, "image_size": 16},
         "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}],
         "evaluator": {"name": "proxies", "proxies": ["synflow", "params"]},
-        "objectives": [{"metric": "synflow", "direction": "maximize"},
-                       {"metric": "params", "direction": "minimize"}],
+        "objectives": [{"metric": "synflow", "direction": "maximize"}, {"metric": "params", "direction": "minimize"}],
     }
-    runner = StudyRunner(SearchSpace.from_dict(space_dict, source="tiny.toml"), storage=":memory:",
-                         cache=str(Path(cache_dir) / "cache.db"))
+    runner = StudyRunner(
+        SearchSpace.from_dict(space_dict, source="tiny.toml"),
+        storage=":memory:",
+        cache=str(Path(cache_dir) / "cache.db"),
+    )
     runner.run(6)
     return runner.study
 
@@ -44,8 +46,7 @@ def real_trials(tmp_path_factory):
     return _real_study(str(tmp_path_factory.getbasetemp()))
 
 
-def _fixed(trial: optuna.trial.FrozenTrial, i: int,
-           state: TrialState | None = None) -> optuna.trial.FrozenTrial:
+def _fixed(trial: optuna.trial.FrozenTrial, i: int, state: TrialState | None = None) -> optuna.trial.FrozenTrial:
     """The trial with fixed timestamps and duration, so screens render the same on every run."""
     trial = copy.deepcopy(trial)
     trial.datetime_start = FIXED_START + dt.timedelta(minutes=i)
@@ -66,8 +67,7 @@ def seeded(storage, real_trials):
     for key, value in real_trials.user_attrs.items():
         study.set_user_attr(key, value)
     trials = real_trials.get_trials()
-    study.add_trials([_fixed(t, i, TrialState.FAIL if i == len(trials) - 1 else None)
-                      for i, t in enumerate(trials)])
+    study.add_trials([_fixed(t, i, TrialState.FAIL if i == len(trials) - 1 else None) for i, t in enumerate(trials)])
     return storage
 
 
@@ -187,7 +187,8 @@ async def test_study_screen_shows_new_trials_on_refresh(seeded, real_trials):
 
 
 def _write_space(path: Path, trials: int, evaluator: str = "proxies") -> Path:
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [study]
         name = "live"
         n_trials = {trials}
@@ -211,7 +212,8 @@ def _write_space(path: Path, trials: int, evaluator: str = "proxies") -> Path:
         [[objectives]]
         metric = "params"
         direction = "minimize"
-    """))
+    """)
+    )
     return path
 
 
@@ -255,8 +257,11 @@ async def test_new_search_starts_shows_stops_and_resumes_a_real_search(tmp_path,
         await _until(screen, "progressed", lambda: completed() >= 1)
         assert table.row_count >= 1 and "COMPLETE" in [table.get_row_at(i)[1] for i in range(table.row_count)]
         await pilot.press("ctrl+x")
-        await _until(screen, "progressed", lambda: not screen.search.running and
-                     "stopped" in str(screen.query_one("#search-status", Static).render()))
+        await _until(
+            screen,
+            "progressed",
+            lambda: not screen.search.running and "stopped" in str(screen.query_one("#search-status", Static).render()),
+        )
         stopped_at = optuna.load_study(study_name="live", storage=storage)
         finished = len(stopped_at.get_trials(states=(TrialState.COMPLETE,)))
         assert finished >= 1
@@ -308,10 +313,12 @@ async def test_help_screen_opens_and_closes(storage):
 
 
 def test_core_and_cli_do_not_load_textual():
-    code = ("import sys, automl, automl.runner, automl.cli; automl.cli.build_parser(); "
-            "assert 'automl_tui.plugin' in sys.modules, 'tui command not registered'; "
-            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext')); "
-            "assert not loaded, loaded")
+    code = (
+        "import sys, automl, automl.runner, automl.cli; automl.cli.build_parser(); "
+        "assert 'automl_tui.plugin' in sys.modules, 'tui command not registered'; "
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext')); "
+        "assert not loaded, loaded"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

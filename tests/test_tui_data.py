@@ -13,8 +13,8 @@ from automl.storage import open_storage
 from automl_tui.data import (
     StudyTrials,
     best_so_far,
-    pareto_points,
     param_importances,
+    pareto_points,
     proxy_correlations,
     split_scores,
     trial_sections,
@@ -22,15 +22,23 @@ from automl_tui.data import (
 
 
 def _trial(values, state=TrialState.COMPLETE, x=0.5, number=0):
-    trial = create_trial(state=state, values=values if state == TrialState.COMPLETE else None,
-                         params={"x": x}, distributions={"x": FloatDistribution(0, 1)})
+    trial = create_trial(
+        state=state,
+        values=values if state == TrialState.COMPLETE else None,
+        params={"x": x},
+        distributions={"x": FloatDistribution(0, 1)},
+    )
     trial.number = number
     return trial
 
 
 def test_best_so_far_keeps_the_running_best_and_skips_unfinished():
-    trials = [_trial([3.0], number=0), _trial(None, TrialState.FAIL, number=1), _trial([1.0], number=2),
-              _trial([5.0], number=3)]
+    trials = [
+        _trial([3.0], number=0),
+        _trial(None, TrialState.FAIL, number=1),
+        _trial([1.0], number=2),
+        _trial([5.0], number=3),
+    ]
     maxi = best_so_far(trials, "maximize")
     assert maxi.numbers == [0, 2, 3] and maxi.best == [3.0, 3.0, 5.0]
     assert best_so_far(trials, "minimize").best == [3.0, 1.0, 1.0]
@@ -46,8 +54,10 @@ def test_pareto_front_of_two_objectives():
 
 
 def test_proxy_correlations_rank_proxies_against_the_truth():
-    records = [{"score.synflow": float(i), "score.params": float(-i if i % 2 else i),
-                "score.accuracy": i * 2.0} for i in range(10)]
+    records = [
+        {"score.synflow": float(i), "score.params": float(-i if i % 2 else i), "score.accuracy": i * 2.0}
+        for i in range(10)
+    ]
     records.append({"score.synflow": math.nan, "score.accuracy": 1.0})
     proxies, truths = split_scores(records, ["synflow", "params", "jacov"])
     assert proxies == ["synflow", "params"] and truths == ["accuracy"]
@@ -82,8 +92,11 @@ def test_study_trials_reads_only_what_changed(storage):
 
 
 def test_trial_sections_group_a_record():
-    sections = dict(trial_sections({"number": 3, "state": "FAIL", "param.nb201.e01": "none",
-                                    "score.synflow": 1.5, "failure": "boom"}))
+    sections = dict(
+        trial_sections(
+            {"number": 3, "state": "FAIL", "param.nb201.e01": "none", "score.synflow": 1.5, "failure": "boom"}
+        )
+    )
     assert sections["params"] == [("nb201.e01", "none")]
     assert ("failure", "boom") in sections["trial"]
 
@@ -111,8 +124,9 @@ def test_the_sqlite_fast_path_reads_the_same_trials_as_optuna(tmp_path):
     study.enqueue_trial({"x": 0.0})
     study.ask()  # one RUNNING trial with a system attribute
     fast = read_sqlite_trials(url, "fast") + read_sqlite_trials(url, "pareto")
-    slow = (optuna.load_study(study_name="fast", storage=url).get_trials(deepcopy=False)
-            + optuna.load_study(study_name="pareto", storage=url).get_trials(deepcopy=False))
+    slow = optuna.load_study(study_name="fast", storage=url).get_trials(deepcopy=False) + optuna.load_study(
+        study_name="pareto", storage=url
+    ).get_trials(deepcopy=False)
     assert len(fast) == len(slow) == 29
 
     def same(a, b):
@@ -145,12 +159,17 @@ def test_study_overviews_count_in_sql_and_agree_with_optuna(tmp_path):
     overviews = {}
     for url in (sqlite_url, journal):
         storage = open_storage(url)
-        pareto = optuna.create_study(study_name="pareto", storage=storage, directions=["maximize", "minimize"],
-                                     sampler=optuna.samplers.RandomSampler(seed=1))
+        pareto = optuna.create_study(
+            study_name="pareto",
+            storage=storage,
+            directions=["maximize", "minimize"],
+            sampler=optuna.samplers.RandomSampler(seed=1),
+        )
         pareto.optimize(objective, n_trials=30, catch=(ValueError,))
         pareto.ask()  # one RUNNING trial
-        single = optuna.create_study(study_name="single", storage=storage,
-                                     sampler=optuna.samplers.RandomSampler(seed=2))
+        single = optuna.create_study(
+            study_name="single", storage=storage, sampler=optuna.samplers.RandomSampler(seed=2)
+        )
         single.optimize(lambda t: t.suggest_float("y", 0, 1), n_trials=5)
         optuna.create_study(study_name="empty", storage=storage)
         overviews[url] = study_overviews(url)
@@ -165,5 +184,6 @@ def test_study_overviews_count_in_sql_and_agree_with_optuna(tmp_path):
         assert by_name["single"].last_activity == max(t.datetime_complete for t in single.trials)
         assert by_name["empty"].best_text(str) == "-" and by_name["empty"].last_activity is None
     # The SQL counts (SQLite) and the trial-by-trial counts (journal) agree on the same searches.
-    assert [(o.counts, o.front_size) for o in overviews[sqlite_url]] == \
-        [(o.counts, o.front_size) for o in overviews[journal]]
+    assert [(o.counts, o.front_size) for o in overviews[sqlite_url]] == [
+        (o.counts, o.front_size) for o in overviews[journal]
+    ]

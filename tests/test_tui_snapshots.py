@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import test_tui
+from test_tui import STUDY
 
-from test_tui import STUDY, real_trials, seeded  # noqa: F401 - fixtures shared with the pilot tests
+# The pilot tests' fixtures, shared.
+real_trials = test_tui.real_trials
+seeded = test_tui.seeded
 
 SIZE = (80, 24)
 

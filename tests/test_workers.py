@@ -67,9 +67,7 @@ def test_processes_share_one_study_through_a_journal_file(tmp_path):
 
     study = optuna.load_study(
         study_name="shared",
-        storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(tmp_path / storage))
-        ),
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / storage))),
     )
     trials = study.get_trials(deepcopy=False)
     # Every trial number exactly once, every trial finished; each process stops once the study holds

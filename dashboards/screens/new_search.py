@@ -61,9 +61,9 @@ class NewSearchScreen(Screen):
         with VerticalScroll(id="search-form"):
             with Horizontal(classes="field"):
                 yield Label("space file", classes="field-label")
-                yield Select([(f, f) for f in files], prompt="pick a file under search_spaces/",
-                             id="space-select",
-                             compact=True)
+                yield Select(
+                    [(f, f) for f in files], prompt="pick a file under search_spaces/", id="space-select", compact=True
+                )
             with Horizontal(classes="field"):
                 yield Label("or path", classes="field-label")
                 yield Input(placeholder="path/to/space.toml", id="space-path", compact=True)
@@ -100,9 +100,12 @@ class NewSearchScreen(Screen):
         space_file = path or (selected if isinstance(selected, str) else "")
         trials_text = self.query_one("#search-budget", Input).value.strip()
         seed_text = self.query_one("#search-seed", Input).value.strip()
-        return SearchRequest(space_file=space_file, storage=self.query_one("#storage", Input).value.strip(),
-                             trials=int(trials_text) if trials_text.lstrip("-").isdigit() else 0,
-                             seed=int(seed_text) if seed_text.lstrip("-").isdigit() else None)
+        return SearchRequest(
+            space_file=space_file,
+            storage=self.query_one("#storage", Input).value.strip(),
+            trials=int(trials_text) if trials_text.lstrip("-").isdigit() else 0,
+            seed=int(seed_text) if seed_text.lstrip("-").isdigit() else None,
+        )
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
@@ -143,8 +146,8 @@ class NewSearchScreen(Screen):
         self.query_one("#stop", Button).disabled = False
         self.query_one("#open", Button).disabled = False
         self.query_one("#search-status", Static).update(
-            f"running study {self.study_name!r}: {message.request.trials} trials "
-            f"into {message.request.storage}")
+            f"running study {self.study_name!r}: {message.request.trials} trials into {message.request.storage}"
+        )
         self.validated.set()
         self._watch()
 
@@ -164,8 +167,9 @@ class NewSearchScreen(Screen):
         if self.study_name:
             from automl_tui.screens.study import StudyScreen
 
-            self.app.push_screen(StudyScreen(self.study_name, self.search.request.storage if self.search
-                                             else self.app.storage))
+            self.app.push_screen(
+                StudyScreen(self.study_name, self.search.request.storage if self.search else self.app.storage)
+            )
 
     # -- watching ----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="watch")
@@ -181,9 +185,15 @@ class NewSearchScreen(Screen):
                 if self.watched is None:
                     self.watched = StudyTrials(self.study_name, search.request.storage)
                 self.watched.refresh()
-                rows = [(t.number, t.state.name, format_value(t.values[0]) if t.values else "-",
-                         (t.user_attrs.get("candidate") or {}).get("arch") or "-")
-                        for t in self.watched.trials[-200:]]
+                rows = [
+                    (
+                        t.number,
+                        t.state.name,
+                        format_value(t.values[0]) if t.values else "-",
+                        (t.user_attrs.get("candidate") or {}).get("arch") or "-",
+                    )
+                    for t in self.watched.trials[-200:]
+                ]
                 counts = self.watched.counts()
             except AutomlError:
                 # The child has not created the study yet.
@@ -199,8 +209,11 @@ class NewSearchScreen(Screen):
         for row in reversed(message.rows):
             table.add_row(*row)
         counts = message.counts
-        done = f"{counts.get('COMPLETE', 0)} complete, {counts.get('RUNNING', 0)} running, " \
-               f"{counts.get('FAIL', 0)} failed" if counts else "waiting for the first trial"
+        done = (
+            f"{counts.get('COMPLETE', 0)} complete, {counts.get('RUNNING', 0)} running, {counts.get('FAIL', 0)} failed"
+            if counts
+            else "waiting for the first trial"
+        )
         status = self.query_one("#search-status", Static)
         if message.finished:
             assert self.search is not None

@@ -65,8 +65,20 @@ class StudiesScreen(Screen):
             return
         table = self.query_one(DataTable)
         selected = self._selected()
-        cells = [[row.name, row.space, row.evaluator, row.complete, row.running, row.failed, row.pruned,
-                  row.best, row.last_activity] for row in message.rows]
+        cells = [
+            [
+                row.name,
+                row.space,
+                row.evaluator,
+                row.complete,
+                row.running,
+                row.failed,
+                row.pruned,
+                row.best,
+                row.last_activity,
+            ]
+            for row in message.rows
+        ]
         # Columns as wide as their widest cell, set before the rows arrive: a table that measures its
         # columns later (when idle) can keep showing lines drawn at the header's width.
         widths = [max([len(name)] + [len(str(line[i])) for line in cells]) for i, name in enumerate(COLUMNS)]
@@ -77,8 +89,11 @@ class StudiesScreen(Screen):
             table.add_row(*line, key=row.name)
         if selected in {r.name for r in message.rows}:
             table.move_cursor(row=table.get_row_index(selected))
-        status.update(f"{len(message.rows)} studies in {self.app.storage}" if message.rows
-                      else f"no studies in {self.app.storage} — press n to start a search")
+        status.update(
+            f"{len(message.rows)} studies in {self.app.storage}"
+            if message.rows
+            else f"no studies in {self.app.storage} — press n to start a search"
+        )
 
     def _selected(self) -> str | None:
         table = self.query_one(DataTable)

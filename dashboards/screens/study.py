@@ -23,8 +23,8 @@ from automl_tui.data import (
     StudyTrials,
     best_so_far,
     format_value,
-    pareto_points,
     param_importances,
+    pareto_points,
     proxy_correlations,
     space_proxies,
     split_scores,
@@ -49,7 +49,7 @@ def _sort_key(value: Any) -> tuple:
 
 
 def _label(column: str) -> str:
-    return column[len("param."):] if column.startswith("param.") else column
+    return column.removeprefix("param.")
 
 
 class StudyScreen(Screen):
@@ -114,8 +114,9 @@ class StudyScreen(Screen):
             with TabPane("Pareto", id="tab-pareto"):
                 yield PlotextPlot(id="pareto")
             with TabPane("Importance", id="tab-importance"):
-                yield Static("press i to compute parameter importances (fANOVA)", id="importance-status",
-                             classes="status")
+                yield Static(
+                    "press i to compute parameter importances (fANOVA)", id="importance-status", classes="status"
+                )
                 yield PlotextPlot(id="importance")
             with TabPane("Proxies", id="tab-proxies"):
                 yield Static("", id="proxies-status", classes="status")
@@ -173,8 +174,7 @@ class StudyScreen(Screen):
     # -- the table ---------------------------------------------------------------------------------
     def _default_columns(self) -> list[str]:
         assert self.trials is not None
-        columns = [c for c in self.trials.columns()
-                   if c not in HIDDEN_BY_DEFAULT and not c.startswith(HIDDEN_PREFIXES)]
+        columns = [c for c in self.trials.columns() if c not in HIDDEN_BY_DEFAULT and not c.startswith(HIDDEN_PREFIXES)]
         # Long text last so the numbers fit an 80-column window.
         return sorted(columns, key=lambda c: c in ("failure", "arch"))
 
@@ -202,7 +202,7 @@ class StudyScreen(Screen):
         return ordered + missing
 
     def _page_numbers(self) -> list[int]:
-        return self.view[self.page * PAGE_SIZE:(self.page + 1) * PAGE_SIZE]
+        return self.view[self.page * PAGE_SIZE : (self.page + 1) * PAGE_SIZE]
 
     def _rebuild_table(self) -> None:
         """New columns: rebuild the whole table (columns and the current page)."""
@@ -239,12 +239,12 @@ class StudyScreen(Screen):
         self.view = self._ordered()
         after = self._page_numbers()
         table = self.query_one("#trials", DataTable)
-        if after[:len(before)] == before:
+        if after[: len(before)] == before:
             columns = ["number"] + [c for c in self.shown_columns if c != "number"]
             for number in set(change.changed) & set(before):
                 for column, value in zip(columns, self._cells(number)):
                     table.update_cell(str(number), column, value)
-            for number in after[len(before):]:
+            for number in after[len(before) :]:
                 table.add_row(*self._cells(number), key=str(number))
             self._update_table_status()
         else:
@@ -260,12 +260,18 @@ class StudyScreen(Screen):
         return [table.get_row_at(i)[0] for i in range(table.row_count)]
 
     def _update_table_status(self) -> None:
-        sort = f"sorted by {_label(self.sort_column)}{' (desc)' if self.sort_reverse else ''}" \
-            if self.sort_column else "in trial order"
+        sort = (
+            f"sorted by {_label(self.sort_column)}{' (desc)' if self.sort_reverse else ''}"
+            if self.sort_column
+            else "in trial order"
+        )
         shown = len(self.view)
         first = self.page * PAGE_SIZE
-        rows = f"{shown} trials" if shown <= PAGE_SIZE else \
-            f"trials {first + 1}-{min(first + PAGE_SIZE, shown)} of {shown} ([ ] pages)"
+        rows = (
+            f"{shown} trials"
+            if shown <= PAGE_SIZE
+            else f"trials {first + 1}-{min(first + PAGE_SIZE, shown)} of {shown} ([ ] pages)"
+        )
         self.query_one("#table-status", Static).update(f"{rows} · state: {self.state_filter} · {sort}")
 
     def _update_summary(self) -> None:
@@ -276,7 +282,8 @@ class StudyScreen(Screen):
         self.query_one("#study-summary", Static).update(
             f"[b]{self.study_name}[/]  {described.get('source', '-')} · {described.get('evaluator', '-')} · "
             f"{objectives}\n{counts['COMPLETE']} complete · {counts['RUNNING']} running · "
-            f"{counts['FAIL']} failed · {counts['PRUNED']} pruned")
+            f"{counts['FAIL']} failed · {counts['PRUNED']} pruned"
+        )
 
     # -- actions -----------------------------------------------------------------------------------
     def action_sort(self) -> None:
@@ -372,9 +379,11 @@ class StudyScreen(Screen):
         status = self.query_one("#proxies-status", Static)
         table.clear()
         if not proxies or not truths:
-            status.update("proxy-versus-truth needs both proxy scores and a true metric (a benchmark "
-                          "table or training) in the same trials; this study has proxies: "
-                          f"{', '.join(proxies) or 'none'}, true metrics: {', '.join(truths) or 'none'}")
+            status.update(
+                "proxy-versus-truth needs both proxy scores and a true metric (a benchmark "
+                "table or training) in the same trials; this study has proxies: "
+                f"{', '.join(proxies) or 'none'}, true metrics: {', '.join(truths) or 'none'}"
+            )
             return
         status.update(f"rank correlation of each proxy with {truths[0]}")
         rows: list[Correlation] = proxy_correlations(self.trials.records, proxies, truths[0])
@@ -406,6 +415,5 @@ class StudyScreen(Screen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.bar(list(reversed(found.names)), list(reversed(found.values)), orientation="horizontal",
-                width=0.3)
+        plt.bar(list(reversed(found.names)), list(reversed(found.values)), orientation="horizontal", width=0.3)
         plot.refresh()

@@ -17,7 +17,7 @@ import optuna
 import torch
 
 from automl import EvalResult, Evaluator, Option, ProxyValue, SpaceError, get_registry
-from automl_plugins.proxies._passes import PassProxy, run_shared
+from automl.passes import PassProxy, run_shared
 
 AGGREGATE = "aggregate"
 
@@ -29,8 +29,12 @@ class ProxyEvaluator(Evaluator):
         "proxies": Option(list, item_type=str, min_items=1, help="proxy names (see automl plugins)"),
         "batch_size": Option(int, default=None, min=1, help="minibatch size (default: the task's)"),
         "proxy_options": Option(dict, default={}, help="per-proxy settings, e.g. [evaluator.proxy_options.lga]"),
-        "aggregate": Option(list, default=[], item_type=str,
-                            help="proxies whose mean rank over a reference pool is the score 'aggregate'"),
+        "aggregate": Option(
+            list,
+            default=[],
+            item_type=str,
+            help="proxies whose mean rank over a reference pool is the score 'aggregate'",
+        ),
         "aggregate_pool": Option(int, default=32, min=2, help="architectures in the aggregate's reference pool"),
         "aggregate_seed": Option(int, default=0, help="seed that draws the reference pool"),
     }
@@ -45,8 +49,11 @@ class ProxyEvaluator(Evaluator):
         options = settings["proxy_options"]
         for name, table in options.items():
             if name not in names:
-                raise SpaceError(f"options given for proxy {name!r}, which is not in proxies",
-                                 key=f"proxy_options.{name}", allowed=names)
+                raise SpaceError(
+                    f"options given for proxy {name!r}, which is not in proxies",
+                    key=f"proxy_options.{name}",
+                    allowed=names,
+                )
             if not isinstance(table, dict):
                 raise SpaceError("must be a table of the proxy's options", key=f"proxy_options.{name}")
         self.proxies = []
@@ -55,8 +62,7 @@ class ProxyEvaluator(Evaluator):
             self.proxies.append(cls.configure(options.get(name, {}), key=f"proxy_options.{name}"))
         for i, name in enumerate(settings["aggregate"]):
             if name not in names:
-                raise SpaceError(f"aggregate proxy {name!r} is not in proxies", key=f"aggregate[{i}]",
-                                 allowed=names)
+                raise SpaceError(f"aggregate proxy {name!r} is not in proxies", key=f"aggregate[{i}]", allowed=names)
         self._space = None
         self._pool: dict[str, list[float]] | None = None
 
@@ -68,20 +74,27 @@ class ProxyEvaluator(Evaluator):
         found = space.architecture
         if found is None:
             if self.settings["aggregate"]:
-                raise SpaceError("the aggregate ranks candidates within a pool of architectures: the space "
-                                 "needs an architecture dimension", key="evaluator.aggregate")
+                raise SpaceError(
+                    "the aggregate ranks candidates within a pool of architectures: the space "
+                    "needs an architecture dimension",
+                    key="evaluator.aggregate",
+                )
             return
         kind = found[1].arch_kind
         registry = get_registry()
         for i, proxy in enumerate(self.proxies):
             if kind not in proxy.applies_to:
                 usable = [n for n in registry.names("proxies") if kind in registry.get("proxies", n).applies_to]
-                raise SpaceError(f"proxy {proxy.name!r} does not apply to {kind} architectures",
-                                 key=f"evaluator.proxies[{i}]", allowed=usable)
+                raise SpaceError(
+                    f"proxy {proxy.name!r} does not apply to {kind} architectures",
+                    key=f"evaluator.proxies[{i}]",
+                    allowed=usable,
+                )
 
     # -- scoring -----------------------------------------------------------------------------------
-    def score_all(self, candidate, batch, proxies=None) -> tuple[dict[str, float], dict[str, str],
-                                                                 dict[str, Any], dict[str, float]]:
+    def score_all(
+        self, candidate, batch, proxies=None
+    ) -> tuple[dict[str, float], dict[str, str], dict[str, Any], dict[str, float]]:
         """Every proxy's value on ``batch``: (scores, reasons, info, milliseconds per proxy group)."""
         proxies = self.proxies if proxies is None else proxies
         groups: dict[Any, list[PassProxy]] = {}
@@ -144,8 +157,10 @@ class ProxyEvaluator(Evaluator):
     def _reference_pool(self, context) -> dict[str, list[float]]:
         if self._pool is None:
             if self._space is None:
-                raise SpaceError("the aggregate needs the search space: configure the evaluator through a space",
-                                 key="evaluator.aggregate")
+                raise SpaceError(
+                    "the aggregate needs the search space: configure the evaluator through a space",
+                    key="evaluator.aggregate",
+                )
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.settings["aggregate_seed"]))
             wanted = [p for p in self.proxies if p.name in self.settings["aggregate"]]
             pool: dict[str, list[float]] = {p.name: [] for p in wanted}

@@ -35,8 +35,9 @@ class Table:
     FlexiBERT file measures one encoder twice, ids 174 and 405).
     """
 
-    def __init__(self, source: str, rows: Mapping[str, Mapping[str, float]], columns: list[str],
-                 duplicates: int = 0) -> None:
+    def __init__(
+        self, source: str, rows: Mapping[str, Mapping[str, float]], columns: list[str], duplicates: int = 0
+    ) -> None:
         self.source = source
         self.rows = dict(rows)
         self.columns = columns
@@ -75,16 +76,22 @@ def load_benchmark(name: str) -> Table:
     data = resources.files("automl_plugins.data")
     if name == "nb201":
         with data.joinpath("nb201_accuracy.csv").open() as handle:
-            records = [(row["arch"], {NB201_COLUMNS[c]: v for c, v in row.items() if c in NB201_COLUMNS})
-                       for row in csv.DictReader(handle)]
+            records = [
+                (row["arch"], {NB201_COLUMNS[c]: v for c, v in row.items() if c in NB201_COLUMNS})
+                for row in csv.DictReader(handle)
+            ]
         return _collect("bundled nb201_accuracy.csv", records)
     if name == "flexibert":
         from automl_plugins.architectures.flexibert import from_record
 
         records = []
         for record in json.loads(data.joinpath("flexibert_glue.json").read_text()):
-            records.append((from_record(record).to_string(), {"glue": record["glue"], **{
-                k: v for k, v in record["scores"].items() if k != "glue"}}))
+            records.append(
+                (
+                    from_record(record).to_string(),
+                    {"glue": record["glue"], **{k: v for k, v in record["scores"].items() if k != "glue"}},
+                )
+            )
         return _collect("bundled flexibert_glue.json", records)
     raise ValueError(f"unknown benchmark {name!r}")
 
@@ -106,8 +113,9 @@ def _load_file(path: str, mtime: float, key_column: str) -> Table:
         elif suffix == ".json":
             rows = json.loads(text)
         else:
-            raise SpaceError(f"{path}: unknown table format {suffix!r}", key="path",
-                             allowed=[".csv", ".jsonl", ".ndjson", ".json"])
+            raise SpaceError(
+                f"{path}: unknown table format {suffix!r}", key="path", allowed=[".csv", ".jsonl", ".ndjson", ".json"]
+            )
     except (json.JSONDecodeError, csv.Error) as err:
         raise SpaceError(f"{path} is not valid {suffix[1:].upper()}: {err}", key="path") from None
     if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
@@ -129,8 +137,7 @@ def load_table(path: str, key_column: str) -> Table:
     """A user table (CSV, JSON lines or a JSON array of objects), re-read when the file changes."""
     file = Path(path)
     if not file.is_file():
-        raise SpaceError(f"no such table file {path!r} (paths are relative to the current directory)",
-                         key="path")
+        raise SpaceError(f"no such table file {path!r} (paths are relative to the current directory)", key="path")
     return _load_file(str(file.resolve()), file.stat().st_mtime, key_column)
 
 
@@ -138,27 +145,38 @@ class TableEvaluator(Evaluator):
     name = "table"
     description = "look the architecture up in a benchmark table (bundled NB201 / FlexiBERT, or a CSV/JSON file)"
     options = {
-        "benchmark": Option(str, default=None, choices=BENCHMARKS,
-                            help="a bundled table: nb201 (metrics cifar10, cifar100) or flexibert (glue, cola, ...)"),
-        "path": Option(str, default=None, help="a CSV / JSON-lines / JSON file mapping architecture strings to metrics"),
+        "benchmark": Option(
+            str,
+            default=None,
+            choices=BENCHMARKS,
+            help="a bundled table: nb201 (metrics cifar10, cifar100) or flexibert (glue, cola, ...)",
+        ),
+        "path": Option(
+            str, default=None, help="a CSV / JSON-lines / JSON file mapping architecture strings to metrics"
+        ),
         "key_column": Option(str, default="arch", help="the column of a user table holding architecture strings"),
-        "metrics": Option(list, default=[], item_type=str,
-                          help="the columns to report (default: every column but the key)"),
+        "metrics": Option(
+            list, default=[], item_type=str, help="the columns to report (default: every column but the key)"
+        ),
     }
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         if (settings["benchmark"] is None) == (settings["path"] is None):
-            raise SpaceError("give exactly one of 'benchmark' (a bundled table) or 'path' (a file)",
-                             key="benchmark" if settings["benchmark"] else "path", allowed=BENCHMARKS)
+            raise SpaceError(
+                "give exactly one of 'benchmark' (a bundled table) or 'path' (a file)",
+                key="benchmark" if settings["benchmark"] else "path",
+                allowed=BENCHMARKS,
+            )
         if settings["benchmark"]:
             self.table = load_benchmark(settings["benchmark"])
         else:
             self.table = load_table(settings["path"], settings["key_column"])
         for i, metric in enumerate(settings["metrics"]):
             if metric not in self.table.columns:
-                raise SpaceError(f"{self.table.source} has no column {metric!r}", key=f"metrics[{i}]",
-                                 allowed=self.table.columns)
+                raise SpaceError(
+                    f"{self.table.source} has no column {metric!r}", key=f"metrics[{i}]", allowed=self.table.columns
+                )
         if len(set(settings["metrics"])) != len(settings["metrics"]):
             raise SpaceError("a metric is listed twice", key="metrics")
 
@@ -168,13 +186,18 @@ class TableEvaluator(Evaluator):
     def validate(self, space: Any) -> None:
         found = space.architecture
         if found is None:
-            raise SpaceError("a table evaluator looks up architectures, but the space has no architecture "
-                             "dimension", key="dimensions")
+            raise SpaceError(
+                "a table evaluator looks up architectures, but the space has no architecture dimension",
+                key="dimensions",
+            )
         _, dim = found
         wanted = BENCHMARK_SPACES.get(self.settings["benchmark"] or "")
         if wanted and dim.name != wanted:
-            raise SpaceError(f"the {self.settings['benchmark']} table holds {wanted} architectures, but the "
-                             f"space's architecture dimension is {dim.name!r}", key="evaluator.benchmark")
+            raise SpaceError(
+                f"the {self.settings['benchmark']} table holds {wanted} architectures, but the "
+                f"space's architecture dimension is {dim.name!r}",
+                key="evaluator.benchmark",
+            )
         # The table must speak the space's string form: at least one key has to parse (a space may cover
         # only part of a table, so keys outside its options are fine).
         first_error = None
@@ -186,16 +209,21 @@ class TableEvaluator(Evaluator):
                 first_error = first_error or err
         else:
             where = "evaluator.key_column" if self.settings["path"] else "evaluator.benchmark"
-            raise SpaceError(f"no key of {self.table.source} is a {dim.name} architecture of this space; the "
-                             f"first fails with: {first_error}", key=where)
+            raise SpaceError(
+                f"no key of {self.table.source} is a {dim.name} architecture of this space; the "
+                f"first fails with: {first_error}",
+                key=where,
+            )
 
     def evaluate(self, candidate: Any, context: Any) -> EvalResult:
         arch = candidate.architecture.to_string()
         row = self.table.rows.get(arch)
         if row is None:
-            raise TrialFailed(f"architecture {arch!r} is not in the table {self.table.source} "
-                              f"({len(self.table)} architectures)")
+            raise TrialFailed(
+                f"architecture {arch!r} is not in the table {self.table.source} ({len(self.table)} architectures)"
+            )
         scores = {metric: row.get(metric, math.nan) for metric in self.metrics()}
-        reasons = {m: f"the table has no value of {m!r} for this architecture"
-                   for m, v in scores.items() if math.isnan(v)}
+        reasons = {
+            m: f"the table has no value of {m!r} for this architecture" for m, v in scores.items() if math.isnan(v)
+        }
         return EvalResult(scores=scores, info={"table": self.table.source}, reasons=reasons)

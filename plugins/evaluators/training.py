@@ -35,8 +35,9 @@ TRAINING_OPTIONS: dict[str, Option] = {
     "weight_decay": Option(float, default=5e-4, min=0.0),
     "schedule": Option(str, default="cosine", choices=SCHEDULES, help="learning-rate schedule over all steps"),
     "grad_clip": Option(float, default=5.0, min=0.0, help="gradient-norm clip (0: none)"),
-    "max_train_samples": Option(int, default=None, min=1,
-                                help="train on a fixed random subset of this many examples (default: all)"),
+    "max_train_samples": Option(
+        int, default=None, min=1, help="train on a fixed random subset of this many examples (default: all)"
+    ),
     "eval_batch_size": Option(int, default=512, min=1, help="minibatch size for validation and test"),
 }
 
@@ -50,8 +51,12 @@ def training_settings(settings: Mapping[str, Any] | None = None) -> dict[str, An
     return validate_options(TRAINING_OPTIONS, given, key="evaluator", reserved=("name",))
 
 
-def train_candidate(candidate: Any, settings: Mapping[str, Any] | None, report: Report | None = None,
-                    device: torch.device | str | None = None) -> EvalResult:
+def train_candidate(
+    candidate: Any,
+    settings: Mapping[str, Any] | None,
+    report: Report | None = None,
+    device: torch.device | str | None = None,
+) -> EvalResult:
     """Train ``candidate``'s model and return its scores.
 
     Reports the validation accuracy after every epoch through ``report(value, epoch)`` (epochs count
@@ -88,8 +93,9 @@ def train_candidate(candidate: Any, settings: Mapping[str, Any] | None, report: 
     batch_size = settings["batch_size"] or task.settings.get("batch_size", 64)
     steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
     total_steps = steps_per_epoch * settings["epochs"]
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)
-                 if settings["schedule"] == "cosine" else None)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps) if settings["schedule"] == "cosine" else None
+    )
 
     curve: list[float] = []
     train_loss = math.nan
@@ -99,7 +105,7 @@ def train_candidate(candidate: Any, settings: Mapping[str, Any] | None, report: 
         order = torch.randperm(len(train), generator=generator).to(device)
         total, seen = 0.0, 0
         for first in range(0, len(train), batch_size):
-            index = order[first: first + batch_size]
+            index = order[first : first + batch_size]
             if len(index) < 2 and len(train) > 1:
                 continue  # a batch of one breaks batch normalization and adds nothing
             logits = model(train.inputs[index])
@@ -130,9 +136,13 @@ def train_candidate(candidate: Any, settings: Mapping[str, Any] | None, report: 
     else:
         scores["test_accuracy"] = evaluate_model(model, test, criterion, settings["eval_batch_size"])[0]
         reasons = {}
-    info.update(curve=curve, epochs=settings["epochs"], device=str(device),
-                train_seconds=round(time.perf_counter() - start, 3),
-                costs=compute_costs(model, task.example_input().to(device)))
+    info.update(
+        curve=curve,
+        epochs=settings["epochs"],
+        device=str(device),
+        train_seconds=round(time.perf_counter() - start, 3),
+        costs=compute_costs(model, task.example_input().to(device)),
+    )
     return EvalResult(scores=scores, info=info, reasons=reasons)
 
 
@@ -145,8 +155,9 @@ def evaluate_model(model: nn.Module, data: Batch, criterion: nn.Module, batch_si
     loss_sum = 0.0
     try:
         for first in range(0, len(data), batch_size):
-            logits, targets = _flat(model(data.inputs[first: first + batch_size]),
-                                    data.targets[first: first + batch_size])
+            logits, targets = _flat(
+                model(data.inputs[first : first + batch_size]), data.targets[first : first + batch_size]
+            )
             correct += int((logits.argmax(dim=-1) == targets).sum())
             total += int(targets.numel())
             loss_sum += float(criterion(logits, targets)) * int(targets.numel())
@@ -166,8 +177,9 @@ def _optimizer(model: nn.Module, settings: Mapping[str, Any]) -> torch.optim.Opt
     params = [p for p in model.parameters() if p.requires_grad]
     name, lr, decay = settings["optimizer"], settings["lr"], settings["weight_decay"]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=settings["momentum"], weight_decay=decay,
-                               nesterov=settings["momentum"] > 0)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=settings["momentum"], weight_decay=decay, nesterov=settings["momentum"] > 0
+        )
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=decay)
     return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
@@ -175,8 +187,10 @@ def _optimizer(model: nn.Module, settings: Mapping[str, Any]) -> torch.optim.Opt
 
 class TrainingEvaluator(Evaluator):
     name = "training"
-    description = ("trains each candidate for a few epochs (its loss, masks and fake quantization), reporting "
-                   "validation accuracy per epoch to the pruner")
+    description = (
+        "trains each candidate for a few epochs (its loss, masks and fake quantization), reporting "
+        "validation accuracy per epoch to the pruner"
+    )
     needs_training = True
     options = TRAINING_OPTIONS
 

@@ -23,9 +23,25 @@ from automl_plugins.proxies.transformer import (
 )
 from automl_plugins.proxies.zen import ZenProxy
 
-PROXIES = (ParamsProxy, FlopsProxy, SynflowProxy, GradNormProxy, SnipProxy, GraspProxy, FisherProxy,
-           JacobCovProxy, NwotProxy, ZenProxy, LgaProxy, HiddenCovProxy, WpcaProxy, HeadConfidenceProxy,
-           SoftmaxConfidenceProxy, ActivationDistanceProxy, SynapticSaliencyProxy)
+PROXIES = (
+    ParamsProxy,
+    FlopsProxy,
+    SynflowProxy,
+    GradNormProxy,
+    SnipProxy,
+    GraspProxy,
+    FisherProxy,
+    JacobCovProxy,
+    NwotProxy,
+    ZenProxy,
+    LgaProxy,
+    HiddenCovProxy,
+    WpcaProxy,
+    HeadConfidenceProxy,
+    SoftmaxConfidenceProxy,
+    ActivationDistanceProxy,
+    SynapticSaliencyProxy,
+)
 
 __all__ = ["PROXIES", "score_architectures"]
 

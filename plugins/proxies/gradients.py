@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from automl import ProxyValue
+from automl.passes import PassProxy, SharedPass
 from automl_plugins.proxies._linalg import correlation_eigen_score, log_determinant
 from automl_plugins.proxies._modules import scored_layers
-from automl_plugins.proxies._passes import PassProxy, SharedPass
 
 
 class CellGradientPass(SharedPass):
@@ -48,10 +48,10 @@ class CellGradientPass(SharedPass):
                 codes = (args[0].detach() > 0).flatten(1).double()
                 kernel = kernel + codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T
 
-            handles += [m.register_forward_pre_hook(count_codes) for m in model.modules()
-                        if isinstance(m, nn.ReLU)]
+            handles += [m.register_forward_pre_hook(count_codes) for m in model.modules() if isinstance(m, nn.ReLU)]
             self.results["relu_modules"] = len(handles)
         if "activation_grads" in self.needs:
+
             def keep_output(module: nn.Module, _args: object, output: torch.Tensor) -> None:
                 outputs.setdefault(module, []).append(output)
 
@@ -82,8 +82,10 @@ class CellGradientPass(SharedPass):
         self.results["weights"] = [w.detach() for w in weights]
         self.results["weight_grads"] = [g.detach() for g in weight_grads]
         if acts:
-            self.results["activations"] = [(layer, out.detach(), torch.zeros_like(out) if g is None else g.detach())
-                                           for (layer, out), g in zip(acts, grads[len(weights):])]
+            self.results["activations"] = [
+                (layer, out.detach(), torch.zeros_like(out) if g is None else g.detach())
+                for (layer, out), g in zip(acts, grads[len(weights) :])
+            ]
         if grasp:
             connected = [(w, g) for w, g in zip(weights, grads[: len(weights)]) if g is not None and g.requires_grad]
             hessian_grads = [torch.zeros_like(w) for w in weights]
@@ -153,8 +155,11 @@ class FisherProxy(CellPassProxy):
             product = act * grad
             # Conv outputs are N×C×H×W (sum over positions); Linear outputs N×C (or N×…×C: sum over the middle).
             if product.dim() > 2:
-                per_channel = product.sum(dim=tuple(range(2, product.dim()))) if isinstance(
-                    layer, nn.modules.conv._ConvNd) else product.flatten(1, -2).sum(dim=1)
+                per_channel = (
+                    product.sum(dim=tuple(range(2, product.dim())))
+                    if isinstance(layer, nn.modules.conv._ConvNd)
+                    else product.flatten(1, -2).sum(dim=1)
+                )
             else:
                 per_channel = product
             fisher = 0.5 * per_channel.pow(2).mean(dim=0)

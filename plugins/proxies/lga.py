@@ -69,8 +69,12 @@ class LgaProxy(Proxy):
         "lr": Option(float, default=0.05, min=0.0, help="SGD learning rate of that training"),
         "momentum": Option(float, default=0.9, min=0.0, max=1.0),
         "train_batch_size": Option(int, default=None, min=1, help="training minibatch (default: the scored batch's)"),
-        "mode": Option(str, default="train", choices=("train", "eval"),
-                       help="network mode of the NTK (eval: samples independent, vectorised, much faster)"),
+        "mode": Option(
+            str,
+            default="train",
+            choices=("train", "eval"),
+            help="network mode of the NTK (eval: samples independent, vectorised, much faster)",
+        ),
     }
 
     def training_steps(self, task, batch_size: int) -> int:
@@ -89,8 +93,7 @@ class LgaProxy(Proxy):
         steps = self.training_steps(candidate.task, batch_size)
         if steps:
             model.train()
-            optimizer = torch.optim.SGD(model.parameters(), lr=self.settings["lr"],
-                                        momentum=self.settings["momentum"])
+            optimizer = torch.optim.SGD(model.parameters(), lr=self.settings["lr"], momentum=self.settings["momentum"])
             for step in range(steps):
                 # Training batches come from seeds other than the scored batch's (seed = candidate seed).
                 train = candidate.task.batch(batch_size, seed=candidate.seed + 1 + step).to(device)

@@ -25,8 +25,9 @@ def hidden_covariance(hidden: torch.Tensor, drop_constant: bool = True) -> Proxy
     info = {"units": int(units.shape[0]), "constant_units": dropped}
     if dropped:
         if not drop_constant:
-            return ProxyValue(float("nan"), f"hidden_cov: {dropped} of {units.shape[0]} hidden units are constant",
-                              info)
+            return ProxyValue(
+                float("nan"), f"hidden_cov: {dropped} of {units.shape[0]} hidden units are constant", info
+            )
         units = units[~constant]
     value, reason = correlation_eigen_score(units)
     return ProxyValue(value, f"hidden_cov: {reason}" if reason else None, info)
@@ -40,8 +41,12 @@ class HiddenCovProxy(Proxy):
     mode = "eval"
     options = {
         "layer": Option(int, default=1, min=1, help="recurrent layer (1 = first)"),
-        "constant_units": Option(str, default="drop", choices=("drop", "nan"),
-                                 help="a unit constant over the batch: drop it, or make the score NaN"),
+        "constant_units": Option(
+            str,
+            default="drop",
+            choices=("drop", "nan"),
+            help="a unit constant over the batch: drop it, or make the score NaN",
+        ),
     }
 
     def score(self, candidate, batch):

@@ -34,9 +34,14 @@ def _space_table(space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any]
     return SearchSpace.from_file(space).raw, str(space)
 
 
-def scoring_space(space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any], proxies: Sequence[str], *,
-                  task: str | None = None, batch_size: int | None = None,
-                  proxy_options: Mapping[str, Mapping[str, Any]] | None = None) -> SearchSpace:
+def scoring_space(
+    space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any],
+    proxies: Sequence[str],
+    *,
+    task: str | None = None,
+    batch_size: int | None = None,
+    proxy_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> SearchSpace:
     """The space's task and architecture dimension with a proxy evaluator for ``proxies``."""
     data, source = _space_table(space)
     if not proxies:
@@ -46,9 +51,14 @@ def scoring_space(space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any
 
     registry = get_registry()
     dims = data.get("dimensions") or []
-    arch_dims = [d for d in dims if isinstance(d, Mapping) and isinstance(d.get("name"), str)
-                 and d["name"] in registry.names("dimensions")
-                 and issubclass(registry.get("dimensions", d["name"]), ArchitectureDimension)]
+    arch_dims = [
+        d
+        for d in dims
+        if isinstance(d, Mapping)
+        and isinstance(d.get("name"), str)
+        and d["name"] in registry.names("dimensions")
+        and issubclass(registry.get("dimensions", d["name"]), ArchitectureDimension)
+    ]
     if not arch_dims:
         raise SpaceError("the space has no architecture dimension to score", key="dimensions", source=source)
     evaluator: dict[str, Any] = {"name": "proxies", "proxies": list(proxies)}
@@ -56,9 +66,13 @@ def scoring_space(space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any
         evaluator["batch_size"] = batch_size
     if proxy_options:
         evaluator["proxy_options"] = {k: dict(v) for k, v in proxy_options.items()}
-    table = {"study": data.get("study", {}), "task": {"name": task} if task else data.get("task"),
-             "dimensions": arch_dims[:1], "evaluator": evaluator,
-             "objectives": [{"metric": proxies[0], "direction": "maximize"}]}
+    table = {
+        "study": data.get("study", {}),
+        "task": {"name": task} if task else data.get("task"),
+        "dimensions": arch_dims[:1],
+        "evaluator": evaluator,
+        "objectives": [{"metric": proxies[0], "direction": "maximize"}],
+    }
     return SearchSpace.from_dict(table, source=source)
 
 
@@ -94,12 +108,20 @@ def read_architectures(path: str | os.PathLike[str]) -> list[str]:
         raise AutomlError(f"{path}: cannot read the architecture file ({err.strerror})") from None
 
 
-def score_architectures(architectures: Iterable[str], space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any],
-                        proxies: Sequence[str], *, task: str | None = None, seed: int = 0,
-                        out: str | os.PathLike[str] | None = None, batch_size: int | None = None,
-                        proxy_options: Mapping[str, Mapping[str, Any]] | None = None,
-                        cache: ScoreCache | str | bool = True, device: str | None = None,
-                        source: str = "<architectures>") -> list[dict[str, Any]]:
+def score_architectures(
+    architectures: Iterable[str],
+    space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any],
+    proxies: Sequence[str],
+    *,
+    task: str | None = None,
+    seed: int = 0,
+    out: str | os.PathLike[str] | None = None,
+    batch_size: int | None = None,
+    proxy_options: Mapping[str, Mapping[str, Any]] | None = None,
+    cache: ScoreCache | str | bool = True,
+    device: str | None = None,
+    source: str = "<architectures>",
+) -> list[dict[str, Any]]:
     """Score each architecture (the space's string form) with ``proxies``; one dict per architecture.
 
     Each dict has ``arch`` and one value per proxy (NaN where a proxy failed, with the reason under
@@ -135,8 +157,7 @@ def score_architectures(architectures: Iterable[str], space: SearchSpace | str |
         if result is None:
             result = evaluator.evaluate(candidate, context)
             if store is not None:
-                store.put(key, candidate_id=candidate.id, evaluator=evaluator.name, data=data, seed=seed,
-                          result=result)
+                store.put(key, candidate_id=candidate.id, evaluator=evaluator.name, data=data, seed=seed, result=result)
         row: dict[str, Any] = {"arch": line.strip()}
         row.update({name: result.scores.get(name, math.nan) for name in proxies})
         row.update({f"reason.{name}": why for name, why in result.reasons.items()})
@@ -179,13 +200,25 @@ def _run(args: argparse.Namespace) -> int:
     if not architectures:
         raise AutomlError(f"{args.arch_file}: no architectures in the file")
     cache: ScoreCache | str | bool = False if args.no_cache else (args.cache or True)
-    rows = score_architectures(architectures, args.space, proxies, task=args.task, seed=args.seed, out=args.out,
-                               batch_size=args.batch_size, cache=cache, device=args.device,
-                               source=args.arch_file)
+    rows = score_architectures(
+        architectures,
+        args.space,
+        proxies,
+        task=args.task,
+        seed=args.seed,
+        out=args.out,
+        batch_size=args.batch_size,
+        cache=cache,
+        device=args.device,
+        source=args.arch_file,
+    )
     if args.out != "-":
         failed = sum(1 for row in rows if any(k.startswith("reason.") for k in row))
-        print(f"wrote {len(rows)} architectures × {len(proxies)} proxies to {args.out}"
-              + (f" ({failed} with a NaN score: see the reason.* columns)" if failed else ""), file=sys.stderr)
+        print(
+            f"wrote {len(rows)} architectures × {len(proxies)} proxies to {args.out}"
+            + (f" ({failed} with a NaN score: see the reason.* columns)" if failed else ""),
+            file=sys.stderr,
+        )
     return 0
 
 

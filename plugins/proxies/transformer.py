@@ -39,7 +39,7 @@ from torch import nn
 
 from automl import Option, Proxy, ProxyValue
 from automl.costs import count_params
-from automl_plugins.proxies._passes import PassProxy, SharedPass
+from automl.passes import PassProxy, SharedPass
 
 REDUCTIONS = ("sum", "mean")
 
@@ -85,8 +85,10 @@ class WpcaProxy(Proxy):
         if not layers:
             return ProxyValue.nan("wpca: the model has no feed-forward blocks")
         captured: dict[int, torch.Tensor] = {}
-        handles = [layer.register_forward_hook(lambda _m, _i, out, i=i: captured.__setitem__(i, out))
-                   for i, layer in enumerate(layers)]
+        handles = [
+            layer.register_forward_hook(lambda _m, _i, out, i=i: captured.__setitem__(i, out))
+            for i, layer in enumerate(layers)
+        ]
         values = []
         try:
             for b in range(self.settings["batches"]):
@@ -148,8 +150,9 @@ class TransformerPass(SharedPass):
         pre_activations: list[torch.Tensor] = []
         handles = []
         if "ffn_codes" in self.needs:
-            handles = [layer.register_forward_hook(lambda _m, _i, out: pre_activations.append(out.detach()))
-                       for layer in ffn]
+            handles = [
+                layer.register_forward_hook(lambda _m, _i, out: pre_activations.append(out.detach())) for layer in ffn
+            ]
         model.record_attention = bool(self.needs & {"attention", "projections"})
         try:
             # The reference differentiates the encoder's last hidden states, not a task head's outputs.
@@ -159,19 +162,22 @@ class TransformerPass(SharedPass):
                 handle.remove()
             model.record_attention = False
         if "attention" in self.needs:
-            self.results["attention"] = [m.last_attention.detach() for m in attention
-                                         if getattr(m, "last_attention", None) is not None]
+            self.results["attention"] = [
+                m.last_attention.detach() for m in attention if getattr(m, "last_attention", None) is not None
+            ]
         if "projections" in self.needs:
             self.results["projections"] = [
                 None if getattr(m, "last_projections", None) is None else [t.detach() for t in m.last_projections]
-                for m in projecting]
+                for m in projecting
+            ]
         self.results["ffn_pre_activations"] = pre_activations
         if "saliency" in self.needs:
             saliency_layers = feed_forward_linears(model, ffn)
             weights = [layer.weight for layer in saliency_layers]
             grads = torch.autograd.grad(outputs.sum(), weights, allow_unused=True)
-            self.results["saliency"] = [(w.detach(), torch.zeros_like(w) if g is None else g.detach())
-                                        for w, g in zip(weights, grads)]
+            self.results["saliency"] = [
+                (w.detach(), torch.zeros_like(w) if g is None else g.detach()) for w, g in zip(weights, grads)
+            ]
 
 
 class TransformerPassProxy(PassProxy):
@@ -179,9 +185,13 @@ class TransformerPassProxy(PassProxy):
     shared_pass = TransformerPass
     options = {
         "reduce": Option(str, default="sum", choices=REDUCTIONS, help="over modules"),
-        "init": Option(str, default="default", choices=INITS,
-                       help="weights the pass scores: the model's own (default) or re-drawn as the reference's "
-                            "N(0, 0.02²) Linear/Embedding weights with zero biases"),
+        "init": Option(
+            str,
+            default="default",
+            choices=INITS,
+            help="weights the pass scores: the model's own (default) or re-drawn as the reference's "
+            "N(0, 0.02²) Linear/Embedding weights with zero biases",
+        ),
     }
 
     def pass_key(self):
@@ -208,13 +218,19 @@ def projection_confidence(projection: torch.Tensor) -> float:
 
 class HeadConfidenceProxy(TransformerPassProxy):
     name = "head_confidence"
-    description = "Σ over token-mixing projections (queries, keys, values…) of the mean of their largest value over tokens"
+    description = (
+        "Σ over token-mixing projections (queries, keys, values…) of the mean of their largest value over tokens"
+    )
     needs = frozenset({"data"})
     options: ClassVar[dict[str, Option]] = {
         **TransformerPassProxy.options,
-        "source": Option(str, default="projections", choices=HEAD_CONFIDENCE_SOURCES,
-                         help="projections: the reference's (Serianni & Kalita) Q/K/V outputs; "
-                              "attention: Voita et al.'s largest attention probability per query"),
+        "source": Option(
+            str,
+            default="projections",
+            choices=HEAD_CONFIDENCE_SOURCES,
+            help="projections: the reference's (Serianni & Kalita) Q/K/V outputs; "
+            "attention: Voita et al.'s largest attention probability per query",
+        ),
     }
 
     def __init__(self, **settings):
@@ -228,8 +244,10 @@ class HeadConfidenceProxy(TransformerPassProxy):
             return self.reduce(values, "recorded attention")
         recorded = shared.results["projections"]
         if any(p is None for p in recorded):
-            return ProxyValue.nan("head_confidence: a token-mixing module does not record last_projections "
-                                  "(the transformer contract's per-token projections); use source = \"attention\"")
+            return ProxyValue.nan(
+                "head_confidence: a token-mixing module does not record last_projections "
+                '(the transformer contract\'s per-token projections); use source = "attention"'
+            )
         values = [projection_confidence(t) for projections in recorded for t in projections]
         return self.reduce(values, "attention projections")
 

@@ -66,7 +66,7 @@ class StudySearcher(Searcher):
 
     def __init__(
         self,
-        runner: "StudyRunner",
+        runner: StudyRunner,
         *,
         n_trials: int,
         evaluator: Evaluator,
@@ -89,7 +89,7 @@ class StudySearcher(Searcher):
         self.asked = 0
         self.finished: list[FrozenTrial] = []
         self.open: dict[str, _OpenTrial] = {}
-        self.ray_trials: dict[str, "Trial"] = {}
+        self.ray_trials: dict[str, Trial] = {}
         self._single = len(self.study.directions) == 1
 
     # -- Ray Tune's Searcher interface ---------------------------------------------------------------
@@ -157,17 +157,13 @@ class StudySearcher(Searcher):
         if self._single and not math.isnan(float(value)):
             current.trial.report(float(value), step)
 
-    def on_trial_complete(
-        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
-    ) -> None:
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         current = self.open.pop(trial_id, None)
         ray_trial = self.ray_trials.pop(trial_id, None)
         if current is None:
             return
         if error:
-            self._fail(
-                current.trial, current.candidate, _ray_error(ray_trial), current.started, curve=current.curve
-            )
+            self._fail(current.trial, current.candidate, _ray_error(ray_trial), current.started, curve=current.curve)
             return
         if not result:
             self._fail(
@@ -227,7 +223,7 @@ class StudySearcher(Searcher):
         searcher = self
 
         class _TrialObjects(Callback):
-            def on_trial_start(self, iteration: int, trials: list, trial: "Trial", **info: Any) -> None:
+            def on_trial_start(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
                 searcher.ray_trials[trial.trial_id] = trial
 
         return _TrialObjects()
@@ -246,9 +242,7 @@ class StudySearcher(Searcher):
         return cache.get(self._cache_key(candidate))
 
     def _cache_key(self, candidate: Candidate) -> str:
-        return cache_key(
-            candidate.id, self.evaluator.settings_key(), self.runner.data_fingerprint(), self.runner.seed
-        )
+        return cache_key(candidate.id, self.evaluator.settings_key(), self.runner.data_fingerprint(), self.runner.seed)
 
     def _complete(
         self,
@@ -288,9 +282,7 @@ class StudySearcher(Searcher):
                 "costs": {},
                 "info": {"curve": current.curve},
                 "reasons": {},
-                "duration_s": round(
-                    duration_s if duration_s is not None else time.perf_counter() - current.started, 6
-                ),
+                "duration_s": round(duration_s if duration_s is not None else time.perf_counter() - current.started, 6),
                 "cached": False,
                 "pruned": reason,
             },
@@ -318,9 +310,7 @@ class StudySearcher(Searcher):
                     "info": {"curve": list(curve)},
                     "reasons": {},
                     "cached": False,
-                    "duration_s": round(
-                        duration_s if duration_s is not None else time.perf_counter() - started, 6
-                    ),
+                    "duration_s": round(duration_s if duration_s is not None else time.perf_counter() - started, 6),
                 },
             )
         self._tell(trial, candidate, TrialState.FAIL, None)
@@ -333,7 +323,7 @@ class StudySearcher(Searcher):
         self.runner.trial_finished(frozen, candidate)
 
 
-def _ray_error(ray_trial: "Trial | None") -> str:
+def _ray_error(ray_trial: Trial | None) -> str:
     error_file = getattr(ray_trial, "error_file", None) if ray_trial is not None else None
     if error_file and Path(error_file).exists():
         lines = [line for line in Path(error_file).read_text().splitlines() if line.strip()]

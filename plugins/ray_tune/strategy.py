@@ -51,15 +51,11 @@ RAY_OPTIONS: dict[str, Option] = {
         str, default=None, help='join this Ray cluster ("auto" or host:port; --ray-address overrides it)'
     ),
     "num_cpus": Option(int, default=None, min=1, help="CPUs of a Ray started here (default: all)"),
-    "folder": Option(
-        str, default=None, help="run folder for Ray's temp files and results (default: runs/<study>)"
-    ),
+    "folder": Option(str, default=None, help="run folder for Ray's temp files and results (default: runs/<study>)"),
 }
 
 
-def make_scheduler(
-    name: str, options: Mapping[str, Any], mode: str, *, key: str = "scheduler_options"
-) -> Any:
+def make_scheduler(name: str, options: Mapping[str, Any], mode: str, *, key: str = "scheduler_options") -> Any:
     """The Ray Tune scheduler ``name`` with ``options``; ``SpaceError`` for options it does not take."""
     from ray.tune import schedulers
 
@@ -68,9 +64,7 @@ def make_scheduler(
     settings = dict(options)
     for option in settings:
         if option not in accepted:
-            raise SpaceError(
-                f"scheduler {name!r} has no option {option!r}", key=f"{key}.{option}", allowed=accepted
-            )
+            raise SpaceError(f"scheduler {name!r} has no option {option!r}", key=f"{key}.{option}", allowed=accepted)
     if cls is schedulers.FIFOScheduler:
         return cls()
     if "time_attr" in accepted:
@@ -81,9 +75,7 @@ def make_scheduler(
     try:
         return cls(metric=VALUE, mode=mode, **settings)
     except (AssertionError, TypeError, ValueError) as err:
-        raise SpaceError(
-            f"scheduler {name!r} rejects its options: {err or 'invalid values'}", key=key
-        ) from None
+        raise SpaceError(f"scheduler {name!r} rejects its options: {err or 'invalid values'}", key=key) from None
 
 
 class RayTuneStrategy(Strategy):
@@ -94,26 +86,24 @@ class RayTuneStrategy(Strategy):
     """
 
     name = "ray_tune"
-    description = (
-        "schedule the evaluator (training) with Ray Tune: GPUs per trial, ASHA, a local Ray or a cluster"
-    )
+    description = "schedule the evaluator (training) with Ray Tune: GPUs per trial, ASHA, a local Ray or a cluster"
     options = RAY_OPTIONS
 
-    def validate(self, space: "SearchSpace") -> None:
+    def validate(self, space: SearchSpace) -> None:
         make_scheduler(self.settings["scheduler"], self.settings["scheduler_options"], _mode(space))
 
-    def run(self, runner: "StudyRunner", n_trials: int) -> None:
+    def run(self, runner: StudyRunner, n_trials: int) -> None:
         run_on_ray(runner, self.settings, n_trials=n_trials)
 
 
 def run_on_ray(
-    runner: "StudyRunner",
+    runner: StudyRunner,
     settings: Mapping[str, Any],
     *,
     n_trials: int,
     evaluator: Evaluator | None = None,
     evaluator_raw: Mapping[str, Any] | None = None,
-    planned: Sequence["PlannedTrial"] | None = None,
+    planned: Sequence[PlannedTrial] | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> list[FrozenTrial]:
     """Run up to ``n_trials`` trials of ``runner``'s study through Ray Tune; returns them as stored.
@@ -141,9 +131,7 @@ def run_on_ray(
     )
     if searcher.n_trials <= 0:
         return []
-    with ray_session(
-        folder, address=resolve_address(settings.get("address")), num_cpus=settings.get("num_cpus")
-    ):
+    with ray_session(folder, address=resolve_address(settings.get("address")), num_cpus=settings.get("num_cpus")):
         gpus = settings.get("gpus")
         if gpus is None:
             gpus = 1.0 if cluster_gpus() >= 1 else 0.0
@@ -195,6 +183,6 @@ def _trial_folder(trial: Any) -> str:
     return f"trial-{trial.trial_id}"
 
 
-def _mode(space: "SearchSpace") -> str:
+def _mode(space: SearchSpace) -> str:
     """Schedulers compare intermediate values in the direction of the first objective."""
     return "max" if space.directions[0] == "maximize" else "min"

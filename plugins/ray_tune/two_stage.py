@@ -42,9 +42,7 @@ class TwoStageStrategy(Strategy):
     name = "two_stage"
     description = "screen a pool with a cheap evaluator (proxies), train the top k through Ray Tune"
     options = {
-        "screen": Option(
-            dict, help='the screening evaluator\'s table, e.g. {name = "proxies", proxies = [...]}'
-        ),
+        "screen": Option(dict, help='the screening evaluator\'s table, e.g. {name = "proxies", proxies = [...]}'),
         "screen_metric": Option(
             str,
             default=None,
@@ -66,29 +64,24 @@ class TwoStageStrategy(Strategy):
         self.screen_metric = settings["screen_metric"] or allowed[0]
         if self.screen_metric not in allowed:
             raise SpaceError(
-                f"{self.screen_metric!r} is not a score of the screening evaluator "
-                f"{self.screen_evaluator.name!r}",
+                f"{self.screen_metric!r} is not a score of the screening evaluator {self.screen_evaluator.name!r}",
                 key="screen_metric",
                 allowed=allowed,
             )
         if settings["top_k"] > settings["pool"]:
-            raise SpaceError(
-                f"top_k ({settings['top_k']}) is larger than the pool ({settings['pool']})", key="top_k"
-            )
+            raise SpaceError(f"top_k ({settings['top_k']}) is larger than the pool ({settings['pool']})", key="top_k")
 
-    def validate(self, space: "SearchSpace") -> None:
+    def validate(self, space: SearchSpace) -> None:
         try:
             self.screen_evaluator.validate(space)
         except SpaceError as err:
             raise err.located(prefix="screen") from None
         make_scheduler(self.settings["scheduler"], self.settings["scheduler_options"], _mode(space))
 
-    def run(self, runner: "StudyRunner", n_trials: int) -> None:
+    def run(self, runner: StudyRunner, n_trials: int) -> None:
         trials = runner.study.get_trials(deepcopy=False, states=FINISHED)
         screened = [t for t in trials if t.user_attrs.get("stage") == SCREEN]
-        trained = {
-            t.user_attrs.get("candidate", {}).get("id") for t in trials if t.user_attrs.get("stage") == TRAIN
-        }
+        trained = {t.user_attrs.get("candidate", {}).get("id") for t in trials if t.user_attrs.get("stage") == TRAIN}
         to_screen = min(max(0, self.settings["pool"] - len(screened)), n_trials)
         for _ in range(to_screen):
             screened.append(self.screen_one(runner))
@@ -99,12 +92,11 @@ class TwoStageStrategy(Strategy):
         from automl_plugins.ray_tune.searcher import PlannedTrial
 
         planned = [
-            PlannedTrial(dict(t.params), {"screen_trial": t.number, "screen": t.user_attrs.get("screen")})
-            for t in best
+            PlannedTrial(dict(t.params), {"screen_trial": t.number, "screen": t.user_attrs.get("screen")}) for t in best
         ]
         run_on_ray(runner, self.settings, n_trials=len(planned), planned=planned, attrs={"stage": TRAIN})
 
-    def screen_one(self, runner: "StudyRunner") -> FrozenTrial:
+    def screen_one(self, runner: StudyRunner) -> FrozenTrial:
         """Sample a candidate, score it with the screening evaluator, record it as a screen trial."""
         study = runner.study
         trial = study.ask()
@@ -117,12 +109,8 @@ class TwoStageStrategy(Strategy):
             candidate.seed = runner.seed
             trial.set_user_attr("candidate", candidate_attr(candidate))
             result, cached = runner.evaluate(candidate, self.screen_evaluator)
-            trial.set_user_attr(
-                "result", result_record(result, cached=cached, duration_s=time.perf_counter() - start)
-            )
-            value = result.scores.get(
-                self.screen_metric, result.info.get("costs", {}).get(self.screen_metric)
-            )
+            trial.set_user_attr("result", result_record(result, cached=cached, duration_s=time.perf_counter() - start))
+            value = result.scores.get(self.screen_metric, result.info.get("costs", {}).get(self.screen_metric))
             if value is None or math.isnan(value):
                 reason = result.reasons.get(self.screen_metric, "no value")
                 raise ValueError(f"screen score {self.screen_metric} is missing or NaN: {reason}")

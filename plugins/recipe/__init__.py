@@ -7,8 +7,13 @@ from automl_plugins.recipe.normalization import NormalizationDimension
 from automl_plugins.recipe.pruning import PruningDimension
 from automl_plugins.recipe.quantization import QuantizationDimension
 
-__all__ = ["DataPruningDimension", "LossDimension", "NormalizationDimension", "PruningDimension",
-           "QuantizationDimension"]
+__all__ = [
+    "DataPruningDimension",
+    "LossDimension",
+    "NormalizationDimension",
+    "PruningDimension",
+    "QuantizationDimension",
+]
 
 
 @hookimpl

@@ -99,5 +99,8 @@ def require_architecture(space: object, dimension: str) -> None:
     from automl import SpaceError
 
     if getattr(space, "architecture", None) is None:
-        raise SpaceError(f"the {dimension} dimension changes built models: add an architecture dimension "
-                         "(for example name = \"nb201\") to [[dimensions]]", key="dimensions")
+        raise SpaceError(
+            f"the {dimension} dimension changes built models: add an architecture dimension "
+            '(for example name = "nb201") to [[dimensions]]',
+            key="dimensions",
+        )

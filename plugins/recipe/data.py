@@ -27,8 +27,9 @@ SCORES = ("el2n", "prototype", "random")
 KEEP = ("hard", "easy")
 
 
-def el2n_scores(candidate: Any, data: Batch, device: torch.device, steps: int = 20, batch_size: int = 64,
-                lr: float = 0.05) -> torch.Tensor:
+def el2n_scores(
+    candidate: Any, data: Batch, device: torch.device, steps: int = 20, batch_size: int = 64, lr: float = 0.05
+) -> torch.Tensor:
     """EL2N scores of every example after ``steps`` SGD steps of the candidate's model (on ``device``)."""
     model = candidate.build_model(device).to(device)
     loss_fn = copy.deepcopy(candidate.loss).to(device)
@@ -46,8 +47,8 @@ def el2n_scores(candidate: Any, data: Batch, device: torch.device, steps: int = 
     scores = []
     with torch.no_grad():
         for first in range(0, len(data), 512):
-            p = F.softmax(model(inputs[first: first + 512]), dim=-1)
-            y = F.one_hot(targets[first: first + 512], p.shape[-1]).to(p.dtype)
+            p = F.softmax(model(inputs[first : first + 512]), dim=-1)
+            y = F.one_hot(targets[first : first + 512], p.shape[-1]).to(p.dtype)
             error = (p - y).norm(dim=-1)
             # Sequence models: an example's score is the mean over its positions.
             scores.append(error.reshape(len(error), -1).mean(dim=1).cpu())
@@ -105,12 +106,31 @@ class DataPruningDimension(Dimension):
     stage = DATA
     description = "train on a fraction of the training set ranked by difficulty (EL2N, prototype distance, random)"
     options = {
-        "fractions": Option(list, default=[0.5, 0.7, 0.9, 1.0], item_type=float, min=0.01, max=1.0, min_items=1,
-                            help="fractions of the training set to keep"),
-        "scores": Option(list, default=list(SCORES), item_type=str, choices=SCORES, min_items=1,
-                         help="difficulty scores to rank examples by"),
-        "keep": Option(list, default=["hard"], item_type=str, choices=KEEP, min_items=1,
-                       help="keep the hardest or the easiest examples"),
+        "fractions": Option(
+            list,
+            default=[0.5, 0.7, 0.9, 1.0],
+            item_type=float,
+            min=0.01,
+            max=1.0,
+            min_items=1,
+            help="fractions of the training set to keep",
+        ),
+        "scores": Option(
+            list,
+            default=list(SCORES),
+            item_type=str,
+            choices=SCORES,
+            min_items=1,
+            help="difficulty scores to rank examples by",
+        ),
+        "keep": Option(
+            list,
+            default=["hard"],
+            item_type=str,
+            choices=KEEP,
+            min_items=1,
+            help="keep the hardest or the easiest examples",
+        ),
         "el2n_steps": Option(int, default=20, min=1, help="training steps before EL2N scores are taken"),
     }
 

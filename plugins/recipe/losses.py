@@ -14,8 +14,17 @@ from torch import nn
 
 from automl import RECIPE, Dimension, Option, ScopedTrial, SpaceError
 
-LOSSES = ("cross_entropy", "label_smoothing", "focal", "gce", "mae", "dice", "anyloss_f1",
-          "anyloss_balanced_accuracy", "ensloss")
+LOSSES = (
+    "cross_entropy",
+    "label_smoothing",
+    "focal",
+    "gce",
+    "mae",
+    "dice",
+    "anyloss_f1",
+    "anyloss_balanced_accuracy",
+    "ensloss",
+)
 
 
 class FocalLoss(nn.Module):
@@ -99,10 +108,10 @@ class AnyLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         c = soft_confusion(logits, targets, self.amplify)
         tp = c.diagonal()
-        actual = c.sum(dim=1)      # row sums: samples of each true class
-        predicted = c.sum(dim=0)   # column sums: samples predicted as each class
+        actual = c.sum(dim=1)  # row sums: samples of each true class
+        predicted = c.sum(dim=0)  # column sums: samples predicted as each class
         if self.metric == "balanced_accuracy":
-            present = actual > 0   # classes absent from the batch have no recall
+            present = actual > 0  # classes absent from the batch have no recall
             return 1 - (tp[present] / (actual[present] + self.eps)).mean()
         f1 = 2 * tp / (actual + predicted + self.eps)
         return 1 - f1.mean()
@@ -118,8 +127,14 @@ class EnsLoss(nn.Module):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
-        self.members = nn.ModuleList([nn.CrossEntropyLoss(), FocalLoss(2.0), GeneralizedCrossEntropy(0.7),
-                                      nn.CrossEntropyLoss(label_smoothing=0.1)])
+        self.members = nn.ModuleList(
+            [
+                nn.CrossEntropyLoss(),
+                FocalLoss(2.0),
+                GeneralizedCrossEntropy(0.7),
+                nn.CrossEntropyLoss(label_smoothing=0.1),
+            ]
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self.last = 0
 
@@ -157,17 +172,35 @@ class LossDimension(Dimension):
     name = "loss"
     kind = "loss"
     stage = RECIPE
-    description = ("training loss: cross-entropy, label smoothing (ε), focal (γ), generalized CE (q), MAE, Dice, "
-                   "AnyLoss F1 / balanced accuracy, EnsLoss")
+    description = (
+        "training loss: cross-entropy, label smoothing (ε), focal (γ), generalized CE (q), MAE, Dice, "
+        "AnyLoss F1 / balanced accuracy, EnsLoss"
+    )
     options = {
-        "losses": Option(list, default=list(LOSSES), item_type=str, choices=LOSSES, min_items=1,
-                         help="losses to choose from"),
-        "smoothing": Option(list, default=[0.05, 0.2], item_type=float, min=0.0, max=0.99, min_items=2,
-                            help="label-smoothing ε range [low, high]"),
-        "gamma": Option(list, default=[0.5, 5.0], item_type=float, min=0.0, min_items=2,
-                        help="focal γ range [low, high]"),
-        "q": Option(list, default=[0.1, 1.0], item_type=float, min=0.01, max=1.0, min_items=2,
-                    help="generalized cross-entropy q range [low, high]"),
+        "losses": Option(
+            list, default=list(LOSSES), item_type=str, choices=LOSSES, min_items=1, help="losses to choose from"
+        ),
+        "smoothing": Option(
+            list,
+            default=[0.05, 0.2],
+            item_type=float,
+            min=0.0,
+            max=0.99,
+            min_items=2,
+            help="label-smoothing ε range [low, high]",
+        ),
+        "gamma": Option(
+            list, default=[0.5, 5.0], item_type=float, min=0.0, min_items=2, help="focal γ range [low, high]"
+        ),
+        "q": Option(
+            list,
+            default=[0.1, 1.0],
+            item_type=float,
+            min=0.01,
+            max=1.0,
+            min_items=2,
+            help="generalized cross-entropy q range [low, high]",
+        ),
     }
 
     def __init__(self, **settings: Any) -> None:

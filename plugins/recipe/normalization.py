@@ -154,16 +154,31 @@ class NormalizationDimension(Dimension):
     name = "normalization"
     kind = "normalization"
     stage = BUILD
-    description = ("normalization layers: batch, layer, group, instance, RMS, PowerNorm, batch-channel (with "
-                   "weight standardization) or none; pre/post/peri placement for transformers")
+    description = (
+        "normalization layers: batch, layer, group, instance, RMS, PowerNorm, batch-channel (with "
+        "weight standardization) or none; pre/post/peri placement for transformers"
+    )
     options = {
-        "norms": Option(list, default=list(NORMS), item_type=str, choices=NORMS, min_items=1,
-                        help="normalizations to choose from"),
-        "groups": Option(list, default=[2, 4, 8], item_type=int, min=1, min_items=1,
-                         help="group counts for group and batch-channel normalization (the largest divisor of "
-                              "the channel count up to this value is used)"),
-        "placements": Option(list, default=list(PLACEMENTS), item_type=str, choices=PLACEMENTS, min_items=1,
-                             help="where transformers put normalization: pre, post or peri (before and after)"),
+        "norms": Option(
+            list, default=list(NORMS), item_type=str, choices=NORMS, min_items=1, help="normalizations to choose from"
+        ),
+        "groups": Option(
+            list,
+            default=[2, 4, 8],
+            item_type=int,
+            min=1,
+            min_items=1,
+            help="group counts for group and batch-channel normalization (the largest divisor of "
+            "the channel count up to this value is used)",
+        ),
+        "placements": Option(
+            list,
+            default=list(PLACEMENTS),
+            item_type=str,
+            choices=PLACEMENTS,
+            min_items=1,
+            help="where transformers put normalization: pre, post or peri (before and after)",
+        ),
     }
 
     def __init__(self, **settings: Any) -> None:
@@ -185,4 +200,5 @@ class NormalizationDimension(Dimension):
         architecture = candidate.architecture
         if architecture is not None and architecture.kind == "transformer":
             candidate.build_options["norm_placement"] = trial.suggest_categorical(
-                "placement", self.settings["placements"])
+                "placement", self.settings["placements"]
+            )

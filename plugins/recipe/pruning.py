@@ -38,9 +38,15 @@ def _finish(modules: list[nn.Module]) -> None:
             _weights.install(module)
 
 
-def prune_unstructured(model: nn.Module, sparsity: float | Mapping[str, float], method: str = "magnitude", *,
-                       scores: Mapping[str, torch.Tensor] | None = None, skip_last: bool = True,
-                       seed: int = 0) -> None:
+def prune_unstructured(
+    model: nn.Module,
+    sparsity: float | Mapping[str, float],
+    method: str = "magnitude",
+    *,
+    scores: Mapping[str, torch.Tensor] | None = None,
+    skip_last: bool = True,
+    seed: int = 0,
+) -> None:
     """Unstructured masks: a float ``sparsity`` is global (ranked over every layer together), a mapping
     gives each layer (by module name) its own. ``method``: ``magnitude`` (|w|), ``random``, or ``snip``
     (``scores`` from ``snip_scores``).
@@ -78,7 +84,7 @@ def prune_unstructured(model: nn.Module, sparsity: float | Mapping[str, float], 
         offset = 0
         for name, module in layers:
             n = all_scores[name].numel()
-            _apply_mask(module, keep[offset: offset + n].view_as(all_scores[name]).to(all_scores[name].device))
+            _apply_mask(module, keep[offset : offset + n].view_as(all_scores[name]).to(all_scores[name].device))
             offset += n
     _finish([m for _, m in layers])
 
@@ -121,8 +127,9 @@ def snip_scores(model: nn.Module, batch: Any, loss: nn.Module, skip_last: bool =
     return out
 
 
-def prune_channels(model: nn.Module, sparsity: float | Mapping[str, float], norm: int = 1, *,
-                   skip_last: bool = True) -> None:
+def prune_channels(
+    model: nn.Module, sparsity: float | Mapping[str, float], norm: int = 1, *, skip_last: bool = True
+) -> None:
     """Structured pruning: remove the output channels (rows) with the smallest Ln norm in each layer.
 
     ``round(sparsity × out_channels)`` channels per layer, exactly (``prune.ln_structured``), except that
@@ -178,17 +185,38 @@ class PruningDimension(Dimension):
     name = "pruning"
     kind = "pruning"
     stage = MODEL
-    description = ("weight pruning masks: magnitude, random or SNIP (global or per-layer sparsity), "
-                   "channel pruning (Ln) or N:M")
+    description = (
+        "weight pruning masks: magnitude, random or SNIP (global or per-layer sparsity), channel pruning (Ln) or N:M"
+    )
     options = {
-        "methods": Option(list, default=list(METHODS), item_type=str, choices=METHODS, min_items=1,
-                          help="pruning methods to choose from"),
-        "sparsities": Option(list, default=[0.0, 0.5, 0.75, 0.9], item_type=float, min=0.0, max=0.99,
-                             min_items=1, help="sparsities to choose from (fraction of weights removed)"),
-        "scopes": Option(list, default=["global"], item_type=str, choices=SCOPES, min_items=1,
-                         help="global: one sparsity ranked over all layers; layer: a sparsity per layer"),
-        "channel_norms": Option(list, default=[1, 2], item_type=int, choices=(1, 2), min_items=1,
-                                help="the Ln norm that ranks channels"),
+        "methods": Option(
+            list,
+            default=list(METHODS),
+            item_type=str,
+            choices=METHODS,
+            min_items=1,
+            help="pruning methods to choose from",
+        ),
+        "sparsities": Option(
+            list,
+            default=[0.0, 0.5, 0.75, 0.9],
+            item_type=float,
+            min=0.0,
+            max=0.99,
+            min_items=1,
+            help="sparsities to choose from (fraction of weights removed)",
+        ),
+        "scopes": Option(
+            list,
+            default=["global"],
+            item_type=str,
+            choices=SCOPES,
+            min_items=1,
+            help="global: one sparsity ranked over all layers; layer: a sparsity per layer",
+        ),
+        "channel_norms": Option(
+            list, default=[1, 2], item_type=int, choices=(1, 2), min_items=1, help="the Ln norm that ranks channels"
+        ),
         "patterns": Option(list, default=["2:4"], item_type=str, min_items=1, help="N:M patterns, e.g. 2:4"),
         "snip_batch_size": Option(int, default=64, min=1, help="minibatch size for SNIP's sensitivities"),
         "skip_last": Option(bool, default=True, help="never prune the last layer (the classifier)"),
@@ -217,8 +245,10 @@ class PruningDimension(Dimension):
             sparsity: float | dict[str, float] = trial.suggest_categorical("sparsity", self.settings["sparsities"])
         else:
             # Define-by-run: one choice per prunable layer of this candidate's own model.
-            sparsity = {name: trial.suggest_categorical(f"sparsity.{name}", self.settings["sparsities"])
-                        for name, _ in prunable_layers(candidate.reference_model, skip_last)}
+            sparsity = {
+                name: trial.suggest_categorical(f"sparsity.{name}", self.settings["sparsities"])
+                for name, _ in prunable_layers(candidate.reference_model, skip_last)
+            }
         norm = trial.suggest_categorical("norm", self.settings["channel_norms"]) if method == "channel" else 1
         values = sparsity.values() if isinstance(sparsity, dict) else [sparsity]
         if not any(values):
@@ -226,8 +256,9 @@ class PruningDimension(Dimension):
             candidate.set_canonical(trial.prefix, "dense")
             return
         if method == "channel":
-            candidate.add_transform(trial.prefix,
-                                    lambda model, _c: prune_channels(model, sparsity, norm, skip_last=skip_last))
+            candidate.add_transform(
+                trial.prefix, lambda model, _c: prune_channels(model, sparsity, norm, skip_last=skip_last)
+            )
             return
         batch_size = self.settings["snip_batch_size"]
 

@@ -30,8 +30,14 @@ SCHEMES = ("symmetric", "asymmetric")
 FULL_PRECISION = 32
 
 
-def make_fake_quant(bits: int, granularity: str = "per_tensor", scheme: str = "symmetric", *,
-                    ch_axis: int = 0, averaging_constant: float = 1.0) -> FakeQuantize:
+def make_fake_quant(
+    bits: int,
+    granularity: str = "per_tensor",
+    scheme: str = "symmetric",
+    *,
+    ch_axis: int = 0,
+    averaging_constant: float = 1.0,
+) -> FakeQuantize:
     """A ``FakeQuantize`` with at most ``2**bits`` levels per tensor (or per channel along ``ch_axis``).
 
     ``averaging_constant=1`` ranges over the current tensor only (weights); smaller values keep a
@@ -40,18 +46,31 @@ def make_fake_quant(bits: int, granularity: str = "per_tensor", scheme: str = "s
     if not 2 <= bits <= 16:
         raise ValueError(f"fake quantization takes 2 to 16 bits, got {bits}")
     symmetric = scheme == "symmetric"
-    qmin, qmax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2 ** bits - 1)
+    qmin, qmax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
     if bits > 8:
         dtype = torch.qint32
     else:
         dtype = torch.qint8 if symmetric else torch.quint8
     if granularity == "per_channel":
         qscheme = torch.per_channel_symmetric if symmetric else torch.per_channel_affine
-        return FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, quant_min=qmin, quant_max=qmax,
-                            dtype=dtype, qscheme=qscheme, ch_axis=ch_axis, averaging_constant=averaging_constant)
+        return FakeQuantize(
+            observer=MovingAveragePerChannelMinMaxObserver,
+            quant_min=qmin,
+            quant_max=qmax,
+            dtype=dtype,
+            qscheme=qscheme,
+            ch_axis=ch_axis,
+            averaging_constant=averaging_constant,
+        )
     qscheme = torch.per_tensor_symmetric if symmetric else torch.per_tensor_affine
-    return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=qmin, quant_max=qmax, dtype=dtype,
-                        qscheme=qscheme, averaging_constant=averaging_constant)
+    return FakeQuantize(
+        observer=MovingAverageMinMaxObserver,
+        quant_min=qmin,
+        quant_max=qmax,
+        dtype=dtype,
+        qscheme=qscheme,
+        averaging_constant=averaging_constant,
+    )
 
 
 class WeightFakeQuant(nn.Module):
@@ -93,16 +112,23 @@ def _quantize_input(module: nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ..
     return (module.automl_input_quant(inputs[0]), *inputs[1:])
 
 
-def quantize_model(model: nn.Module, weight_bits: int | Mapping[str, int], activation_bits: int | Mapping[str, int]
-                   = FULL_PRECISION, *, granularity: str = "per_tensor", scheme: str = "symmetric") -> None:
+def quantize_model(
+    model: nn.Module,
+    weight_bits: int | Mapping[str, int],
+    activation_bits: int | Mapping[str, int] = FULL_PRECISION,
+    *,
+    granularity: str = "per_tensor",
+    scheme: str = "symmetric",
+) -> None:
     """Fake-quantize every Conv and Linear layer in place; bit-widths are one value or one per layer name.
 
     32 bits leaves a tensor in floating point. Sets ``automl_weight_bits`` on every layer.
     """
     for name, module in weight_layers(model):
         w_bits = int(weight_bits[name] if isinstance(weight_bits, Mapping) else weight_bits)
-        a_bits = int(activation_bits.get(name, FULL_PRECISION) if isinstance(activation_bits, Mapping)
-                     else activation_bits)
+        a_bits = int(
+            activation_bits.get(name, FULL_PRECISION) if isinstance(activation_bits, Mapping) else activation_bits
+        )
         device = _weights.effective_weight(module).device
         module.automl_weight_bits = w_bits
         if w_bits < FULL_PRECISION:
@@ -118,18 +144,39 @@ class QuantizationDimension(Dimension):
     kind = "quantization"
     # After pruning (MODEL), so the bit-widths apply to the masked weights.
     stage = MODEL + 5
-    description = ("weight and activation bit-widths (fake quantization, QAT), per tensor or per channel, "
-                   "symmetric or asymmetric, one for the model or one per layer")
+    description = (
+        "weight and activation bit-widths (fake quantization, QAT), per tensor or per channel, "
+        "symmetric or asymmetric, one for the model or one per layer"
+    )
     options = {
-        "weight_bits": Option(list, default=list(BITS), item_type=int, choices=BITS, min_items=1,
-                              help="weight bit-widths to choose from (32: floating point)"),
-        "activation_bits": Option(list, default=[8, 32], item_type=int, choices=BITS, min_items=1,
-                                  help="bit-widths of layer inputs to choose from (32: floating point)"),
-        "granularities": Option(list, default=list(GRANULARITIES), item_type=str, choices=GRANULARITIES,
-                                min_items=1, help="weight ranges per tensor or per output channel"),
+        "weight_bits": Option(
+            list,
+            default=list(BITS),
+            item_type=int,
+            choices=BITS,
+            min_items=1,
+            help="weight bit-widths to choose from (32: floating point)",
+        ),
+        "activation_bits": Option(
+            list,
+            default=[8, 32],
+            item_type=int,
+            choices=BITS,
+            min_items=1,
+            help="bit-widths of layer inputs to choose from (32: floating point)",
+        ),
+        "granularities": Option(
+            list,
+            default=list(GRANULARITIES),
+            item_type=str,
+            choices=GRANULARITIES,
+            min_items=1,
+            help="weight ranges per tensor or per output channel",
+        ),
         "schemes": Option(list, default=list(SCHEMES), item_type=str, choices=SCHEMES, min_items=1),
-        "per_layer": Option(bool, default=False,
-                            help="choose bit-widths per layer (define-by-run over the model's layers)"),
+        "per_layer": Option(
+            bool, default=False, help="choose bit-widths per layer (define-by-run over the model's layers)"
+        ),
     }
 
     def validate(self, space: Any) -> None:
@@ -142,8 +189,9 @@ class QuantizationDimension(Dimension):
         if s["per_layer"]:
             names = [name for name, _ in weight_layers(candidate.reference_model)]
             weight_bits = {n: trial.suggest_categorical(f"weight_bits.{n}", s["weight_bits"]) for n in names}
-            activation_bits = {n: trial.suggest_categorical(f"activation_bits.{n}", s["activation_bits"])
-                               for n in names}
+            activation_bits = {
+                n: trial.suggest_categorical(f"activation_bits.{n}", s["activation_bits"]) for n in names
+            }
             quantized = any(b < FULL_PRECISION for b in [*weight_bits.values(), *activation_bits.values()])
         else:
             weight_bits = trial.suggest_categorical("weight_bits", s["weight_bits"])
@@ -157,5 +205,9 @@ class QuantizationDimension(Dimension):
         # Granularity and scheme only matter when something is quantized (define-by-run).
         granularity = trial.suggest_categorical("granularity", s["granularities"])
         scheme = trial.suggest_categorical("scheme", s["schemes"])
-        candidate.add_transform(trial.prefix, lambda model, _c: quantize_model(
-            model, weight_bits, activation_bits, granularity=granularity, scheme=scheme))
+        candidate.add_transform(
+            trial.prefix,
+            lambda model, _c: quantize_model(
+                model, weight_bits, activation_bits, granularity=granularity, scheme=scheme
+            ),
+        )

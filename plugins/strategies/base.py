@@ -24,13 +24,18 @@ if TYPE_CHECKING:
 DIRECTIONS = ("maximize", "minimize")
 
 ORACLE_OPTIONS: dict[str, Option] = {
-    "budget": Option(int, default=20, min=1,
-                     help="oracle queries: the most distinct candidates the oracle evaluates (T)"),
-    "oracle": Option(dict, help='the evaluator giving the true metric, an [evaluator]-style table, e.g. '
-                                '{name = "table", benchmark = "nb201", metrics = ["cifar10"]}'),
+    "budget": Option(
+        int, default=20, min=1, help="oracle queries: the most distinct candidates the oracle evaluates (T)"
+    ),
+    "oracle": Option(
+        dict,
+        help="the evaluator giving the true metric, an [evaluator]-style table, e.g. "
+        '{name = "table", benchmark = "nb201", metrics = ["cifar10"]}',
+    ),
     "metric": Option(str, default=None, help="the oracle metric to optimize (default: the space's objective)"),
-    "direction": Option(str, default=None, choices=DIRECTIONS,
-                        help="the metric's direction (default: the space's objective's)"),
+    "direction": Option(
+        str, default=None, choices=DIRECTIONS, help="the metric's direction (default: the space's objective's)"
+    ),
     "seed": Option(int, default=None, help="seed of the strategy's own random choices (default: the run's seed)"),
 }
 
@@ -54,8 +59,9 @@ class OracleStrategy(Strategy):
         name = raw.get("name")
         registry = get_registry()
         if not isinstance(name, str):
-            raise SpaceError("the oracle needs an evaluator 'name'", key="oracle.name",
-                             allowed=registry.names("evaluators"))
+            raise SpaceError(
+                "the oracle needs an evaluator 'name'", key="oracle.name", allowed=registry.names("evaluators")
+            )
         cls = registry.get("evaluators", name, key="oracle.name")
         self.oracle: Evaluator = cls.configure(raw, key="oracle")
 
@@ -66,23 +72,39 @@ class OracleStrategy(Strategy):
     def validate(self, space: SearchSpace) -> None:
         oracle_metrics = self.oracle.metrics()
         if len(space.objectives) != 1:
-            raise SpaceError(f"strategy {self.name!r} optimizes one oracle metric; this space has "
-                             f"{len(space.objectives)} objectives", key="objectives", allowed=oracle_metrics)
+            raise SpaceError(
+                f"strategy {self.name!r} optimizes one oracle metric; this space has "
+                f"{len(space.objectives)} objectives",
+                key="objectives",
+                allowed=oracle_metrics,
+            )
         objective = space.objectives[0]
         if objective.metric not in oracle_metrics:
-            raise SpaceError(f"the objective of a {self.name!r} run is the oracle's metric; {objective.metric!r} "
-                             f"is not a score of oracle {self.oracle.name!r}", key="objectives[0].metric",
-                             allowed=oracle_metrics)
+            raise SpaceError(
+                f"the objective of a {self.name!r} run is the oracle's metric; {objective.metric!r} "
+                f"is not a score of oracle {self.oracle.name!r}",
+                key="objectives[0].metric",
+                allowed=oracle_metrics,
+            )
         if self.settings["metric"] is not None and self.settings["metric"] != objective.metric:
-            raise SpaceError(f"{self.settings['metric']!r} differs from the space's objective "
-                             f"{objective.metric!r}; name the same metric (or leave 'metric' out)", key="metric",
-                             allowed=[objective.metric])
+            raise SpaceError(
+                f"{self.settings['metric']!r} differs from the space's objective "
+                f"{objective.metric!r}; name the same metric (or leave 'metric' out)",
+                key="metric",
+                allowed=[objective.metric],
+            )
         if self.settings["direction"] is not None and self.settings["direction"] != objective.direction:
-            raise SpaceError(f"{self.settings['direction']!r} differs from the objective's direction "
-                             f"{objective.direction!r}", key="direction", allowed=[objective.direction])
+            raise SpaceError(
+                f"{self.settings['direction']!r} differs from the objective's direction {objective.direction!r}",
+                key="direction",
+                allowed=[objective.direction],
+            )
         if space.study.n_trials < self.settings["budget"]:
-            raise SpaceError(f"the study's n_trials ({space.study.n_trials}) is below the strategy's budget "
-                             f"({self.settings['budget']}): every oracle query is a trial", key="study.n_trials")
+            raise SpaceError(
+                f"the study's n_trials ({space.study.n_trials}) is below the strategy's budget "
+                f"({self.settings['budget']}): every oracle query is a trial",
+                key="study.n_trials",
+            )
         try:
             self.oracle.validate(space)
         except SpaceError as err:
@@ -119,9 +141,15 @@ class OracleStrategy(Strategy):
         best = queries.best_trial()
         if best is not None:
             candidate = best.user_attrs.get("candidate", {})
-            study.set_user_attr("strategy.best", {"trial": best.number, "candidate": candidate.get("id"),
-                                                  "arch": candidate.get("arch"),
-                                                  runner.space.metrics[0]: best.value})
+            study.set_user_attr(
+                "strategy.best",
+                {
+                    "trial": best.number,
+                    "candidate": candidate.get("id"),
+                    "arch": candidate.get("arch"),
+                    runner.space.metrics[0]: best.value,
+                },
+            )
         for key, value in extra.items():
             study.set_user_attr(f"strategy.{key}", _jsonable(value))
 
@@ -173,8 +201,11 @@ class Queries:
             raise BudgetSpent(f"all {self.budget} queries are spent")
         if self.new >= self.allowed_new:
             raise BudgetSpent(f"this run may add {self.allowed_new} trials")
-        trial_attrs = {"strategy": self.strategy.name, "strategy.query": self.spent + 1,
-                       **{k: _attr_value(v) for k, v in (attrs or {}).items()}}
+        trial_attrs = {
+            "strategy": self.strategy.name,
+            "strategy.query": self.spent + 1,
+            **{k: _attr_value(v) for k, v in (attrs or {}).items()},
+        }
         frozen = self.runner.run_trial(candidate.params, evaluator=self.strategy.oracle, attrs=trial_attrs)
         self.new += 1
         value = frozen.value if frozen.state == TrialState.COMPLETE else None

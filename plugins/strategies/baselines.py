@@ -10,10 +10,10 @@ import collections
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from automl_plugins.strategies.base import ORACLE_OPTIONS, OracleStrategy, Queries
-from automl_plugins.strategies.pool import Spec, random_candidates, random_value, sample_candidate
 
 from automl import Option, SpaceError
+from automl_plugins.strategies.base import ORACLE_OPTIONS, OracleStrategy, Queries
+from automl_plugins.strategies.pool import Spec, random_candidates, random_value, sample_candidate
 
 if TYPE_CHECKING:
     from automl import Candidate, SearchSpace, StudyRunner
@@ -39,7 +39,9 @@ class RandomSearch(OracleStrategy):
 
 class RegularizedEvolution(OracleStrategy):
     name = "evolution"
-    description = "regularized evolution (Real et al., 2019): tournament selection, one-parameter mutations, oldest dies"
+    description = (
+        "regularized evolution (Real et al., 2019): tournament selection, one-parameter mutations, oldest dies"
+    )
     options = {
         **ORACLE_OPTIONS,
         "population_size": Option(int, default=10, min=2, help="population size (P); the first P are random"),
@@ -49,8 +51,11 @@ class RegularizedEvolution(OracleStrategy):
     def validate(self, space: SearchSpace) -> None:
         super().validate(space)
         if self.settings["tournament_size"] > self.settings["population_size"]:
-            raise SpaceError(f"tournament_size ({self.settings['tournament_size']}) exceeds population_size "
-                             f"({self.settings['population_size']})", key="tournament_size")
+            raise SpaceError(
+                f"tournament_size ({self.settings['tournament_size']}) exceeds population_size "
+                f"({self.settings['population_size']})",
+                key="tournament_size",
+            )
 
     def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
         seed = self.seed_for(runner)
@@ -67,8 +72,9 @@ class RegularizedEvolution(OracleStrategy):
             population.append((candidate, specs, queries.utility(value)))
         misses = 0
         while not queries.exhausted and population and misses <= _PATIENCE * self.settings["budget"]:
-            picks = rng.choice(len(population), size=min(self.settings["tournament_size"], len(population)),
-                               replace=False)
+            picks = rng.choice(
+                len(population), size=min(self.settings["tournament_size"], len(population)), replace=False
+            )
             parent = max((population[int(i)] for i in picks), key=lambda member: member[2])
             child, specs = self.mutate(runner.space, parent[0], parent[1], rng)
             if child is None:
@@ -82,8 +88,9 @@ class RegularizedEvolution(OracleStrategy):
                 population.popleft()
 
     @staticmethod
-    def mutate(space: SearchSpace, parent: Candidate, specs: dict[str, Spec],
-               rng: np.random.Generator) -> tuple[Candidate | None, dict[str, Spec]]:
+    def mutate(
+        space: SearchSpace, parent: Candidate, specs: dict[str, Spec], rng: np.random.Generator
+    ) -> tuple[Candidate | None, dict[str, Spec]]:
         """The parent with one parameter changed to another value (parameters it unlocks are drawn at random)."""
         mutable = [name for name, spec in specs.items() if _has_alternative(spec)]
         if not mutable:

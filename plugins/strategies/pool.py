@@ -53,8 +53,9 @@ class ChoosingTrial:
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
         return self._suggest(name, ("int", (low, high, step, log)))
 
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
-                      log: bool = False) -> float:
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
         if step is not None:
             return self._suggest(name, ("categorical", list(np.arange(low, high + step / 2, step))))
         return self._suggest(name, ("float", (low, high, log)))
@@ -73,8 +74,9 @@ def random_value(rng: np.random.Generator, spec: Spec) -> Any:
     return float(math.exp(rng.uniform(math.log(low), math.log(high)))) if log else float(rng.uniform(low, high))
 
 
-def sample_candidate(space: SearchSpace, rng: np.random.Generator,
-                     fixed: Mapping[str, Any] | None = None) -> tuple[Candidate, dict[str, Spec]]:
+def sample_candidate(
+    space: SearchSpace, rng: np.random.Generator, fixed: Mapping[str, Any] | None = None
+) -> tuple[Candidate, dict[str, Spec]]:
     """A candidate with the ``fixed`` values where its dimensions ask for them, random draws elsewhere."""
     fixed = fixed or {}
     trial = ChoosingTrial(lambda name, spec: fixed[name] if name in fixed else random_value(rng, spec))
@@ -161,8 +163,9 @@ def build_pool(space: SearchSpace, *, size: int, whole_space: bool, seed: int) -
     """The whole space when asked, or when it has at most ``size`` candidates; else a seeded sample."""
     key = None
     if space.raw:
-        key = json.dumps([space.raw.get("task"), space.raw.get("dimensions"), size, whole_space, seed],
-                         sort_keys=True, default=str)
+        key = json.dumps(
+            [space.raw.get("task"), space.raw.get("dimensions"), size, whole_space, seed], sort_keys=True, default=str
+        )
         if key in _POOLS:
             candidates, description = _POOLS[key]
             return list(candidates), description
@@ -179,21 +182,28 @@ def _build_pool(space: SearchSpace, *, size: int, whole_space: bool, seed: int) 
         if whole_space:
             everything = enumerate_space(space, limit=10**6)
             if everything is None:
-                raise SpaceError("the space has more than 1,000,000 candidates; use a sampled pool "
-                                 "(whole_space = false, pool_size = N)", key="strategy.whole_space")
+                raise SpaceError(
+                    "the space has more than 1,000,000 candidates; use a sampled pool "
+                    "(whole_space = false, pool_size = N)",
+                    key="strategy.whole_space",
+                )
             return everything, "whole space"
         everything = enumerate_space(space, limit=size)
         if everything is not None:
             return everything, "whole space"
     except NotEnumerable as err:
         if whole_space:
-            raise SpaceError(f"parameter {err.args[0]!r} is continuous, so the whole space cannot be listed; "
-                             f"use a sampled pool (whole_space = false)", key="strategy.whole_space") from None
+            raise SpaceError(
+                f"parameter {err.args[0]!r} is continuous, so the whole space cannot be listed; "
+                f"use a sampled pool (whole_space = false)",
+                key="strategy.whole_space",
+            ) from None
     return sampled_pool(space, size, seed), f"sample of {size} (seed {seed})"
 
 
-def proxy_matrix(runner: StudyRunner, pool: Sequence[Candidate], names: Sequence[str],
-                 evaluator: Evaluator) -> np.ndarray:
+def proxy_matrix(
+    runner: StudyRunner, pool: Sequence[Candidate], names: Sequence[str], evaluator: Evaluator
+) -> np.ndarray:
     """Raw proxy values (pool × proxies) through the score cache; NaN where a proxy or the evaluation failed."""
     matrix = np.full((len(pool), len(names)), np.nan)
     progress = None

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from automl import Option, SpaceError
 from automl_plugins.strategies.base import ORACLE_OPTIONS, OracleStrategy, Queries
 from automl_plugins.strategies.pool import (
     TRANSFORMS,
@@ -19,29 +21,41 @@ from automl_plugins.strategies.pool import (
     ranking,
 )
 
-from automl import Option, SpaceError
-
 if TYPE_CHECKING:
     from automl import Candidate, SearchSpace, StudyRunner
 
 POOL_OPTIONS: dict[str, Option] = {
     **ORACLE_OPTIONS,
-    "proxies": Option(list, default=None, item_type=str, min_items=1,
-                      help="the base proxies: scores of the space's [evaluator] (default: all of them)"),
-    "pool_size": Option(int, default=1000, min=1,
-                        help="candidates in the pool: a seeded sample, or the whole space when it is no larger"),
+    "proxies": Option(
+        list,
+        default=None,
+        item_type=str,
+        min_items=1,
+        help="the base proxies: scores of the space's [evaluator] (default: all of them)",
+    ),
+    "pool_size": Option(
+        int,
+        default=1000,
+        min=1,
+        help="candidates in the pool: a seeded sample, or the whole space when it is no larger",
+    ),
     "whole_space": Option(bool, default=False, help="pool = every candidate of the space (discrete spaces)"),
     "pool_seed": Option(int, default=0, help="seed of the pool's sample (fixed across strategy seeds)"),
-    "transform": Option(str, default="signed_log", choices=TRANSFORMS,
-                        help="applied to each proxy before min-max normalization over the pool"),
+    "transform": Option(
+        str,
+        default="signed_log",
+        choices=TRANSFORMS,
+        help="applied to each proxy before min-max normalization over the pool",
+    ),
 }
 
 
 class Pool:
     """A pool of candidates with their raw and normalized proxy values."""
 
-    def __init__(self, candidates: list[Candidate], names: list[str], raw: np.ndarray, normalized: np.ndarray,
-                 description: str) -> None:
+    def __init__(
+        self, candidates: list[Candidate], names: list[str], raw: np.ndarray, normalized: np.ndarray, description: str
+    ) -> None:
         self.candidates = candidates
         self.names = names
         self.raw = raw
@@ -69,23 +83,28 @@ class PoolStrategy(OracleStrategy):
         available = space.evaluator.metrics()
         for i, name in enumerate(self.settings["proxies"] or []):
             if name not in available:
-                raise SpaceError(f"{name!r} is not a score of the space's evaluator {space.evaluator.name!r} "
-                                 f"(the proxies are the [evaluator] section)", key=f"proxies[{i}]",
-                                 allowed=available)
+                raise SpaceError(
+                    f"{name!r} is not a score of the space's evaluator {space.evaluator.name!r} "
+                    f"(the proxies are the [evaluator] section)",
+                    key=f"proxies[{i}]",
+                    allowed=available,
+                )
         if len(set(self.settings["proxies"] or [])) != len(self.settings["proxies"] or []):
             raise SpaceError("a proxy is listed twice", key="proxies")
 
     def pool(self, runner: StudyRunner) -> Pool:
-        candidates, description = build_pool(runner.space, size=self.settings["pool_size"],
-                                             whole_space=self.settings["whole_space"],
-                                             seed=self.settings["pool_seed"])
+        candidates, description = build_pool(
+            runner.space,
+            size=self.settings["pool_size"],
+            whole_space=self.settings["whole_space"],
+            seed=self.settings["pool_seed"],
+        )
         names = self.proxy_names(runner.space)
         raw = proxy_matrix(runner, candidates, names, runner.space.evaluator)
         return Pool(candidates, names, raw, normalize(raw, self.settings["transform"]), description)
 
     def record_pool(self, pool: Pool, extra: dict[str, Any]) -> None:
-        extra["pool"] = {"candidates": len(pool.candidates), "kind": pool.description,
-                         "proxies": pool.names}
+        extra["pool"] = {"candidates": len(pool.candidates), "kind": pool.description, "proxies": pool.names}
 
     def exploit(self, pool: Pool, queries: Queries, weights: np.ndarray, phase: str = "exploit") -> None:
         """Query the best-ranked unqueried candidates until the budget is spent (or the pool runs out)."""
@@ -103,8 +122,9 @@ class ProxyThenOracle(PoolStrategy):
     description = "rank the pool by one proxy or a fixed weighted sum, query the top T with the oracle"
     options = {
         **POOL_OPTIONS,
-        "weights": Option(dict, default=None,
-                          help="fixed weight per proxy, e.g. {synflow = 1.0, params = 0.5} (default: 1 each)"),
+        "weights": Option(
+            dict, default=None, help="fixed weight per proxy, e.g. {synflow = 1.0, params = 0.5} (default: 1 each)"
+        ),
     }
 
     def validate(self, space: SearchSpace) -> None:

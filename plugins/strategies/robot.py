@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-from automl_plugins.strategies.base import Queries
-from automl_plugins.strategies.ranked import POOL_OPTIONS, Pool, PoolStrategy
 
 from automl import Option
+from automl_plugins.strategies.base import Queries
+from automl_plugins.strategies.ranked import POOL_OPTIONS, Pool, PoolStrategy
 
 if TYPE_CHECKING:
     from automl import StudyRunner
@@ -31,21 +31,25 @@ class RoBoT(PoolStrategy):
     description = "RoBoT: Bayesian optimisation of proxy weights with T oracle queries, then greedy exploitation"
     options = {
         **POOL_OPTIONS,
-        "sampler": Option(str, default="tpe", choices=("gp", "tpe"),
-                          help="Optuna sampler of the weights: TPESampler or GPSampler"),
-        "explore_iterations": Option(int, default=None, min=1,
-                                     help="BO iterations over the weights (default: the budget T); an "
-                                          "argmax already queried costs no query"),
-        "startup_trials": Option(int, default=3, min=1,
-                                 help="random weight vectors before the sampler's model takes over"),
+        "sampler": Option(
+            str, default="tpe", choices=("gp", "tpe"), help="Optuna sampler of the weights: TPESampler or GPSampler"
+        ),
+        "explore_iterations": Option(
+            int,
+            default=None,
+            min=1,
+            help="BO iterations over the weights (default: the budget T); an argmax already queried costs no query",
+        ),
+        "startup_trials": Option(
+            int, default=3, min=1, help="random weight vectors before the sampler's model takes over"
+        ),
     }
 
     def bo_study(self, seed: int) -> optuna.Study:
         startup = self.settings["startup_trials"]
         with _quiet_optuna():
             if self.settings["sampler"] == "gp":
-                sampler: optuna.samplers.BaseSampler = optuna.samplers.GPSampler(seed=seed,
-                                                                                 n_startup_trials=startup)
+                sampler: optuna.samplers.BaseSampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
             else:
                 sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
             return optuna.create_study(direction="maximize", sampler=sampler)
@@ -73,8 +77,14 @@ class RoBoT(PoolStrategy):
                 weights = np.array([trial.suggest_float(f"w.{name}", -1.0, 1.0) for name in pool.names])
             index = int(pool.ranked(weights)[0])
             candidate = pool.candidates[index]
-            value = queries.query(candidate, {"strategy.phase": "explore", **pool.proxy_attrs(index),
-                                              **{f"weight.{n}": float(w) for n, w in zip(pool.names, weights)}})
+            value = queries.query(
+                candidate,
+                {
+                    "strategy.phase": "explore",
+                    **pool.proxy_attrs(index),
+                    **{f"weight.{n}": float(w) for n, w in zip(pool.names, weights)},
+                },
+            )
             utility = queries.utility(value)
             with _quiet_optuna():
                 if math.isinf(utility):

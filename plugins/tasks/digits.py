@@ -17,8 +17,9 @@ from automl import Batch, Option, SpaceError, Task
 
 
 @functools.lru_cache(maxsize=8)
-def _load(image_size: int, channels: int, val_fraction: float, test_fraction: float,
-          split_seed: int) -> dict[str, Batch]:
+def _load(
+    image_size: int, channels: int, val_fraction: float, test_fraction: float, split_seed: int
+) -> dict[str, Batch]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -35,8 +36,10 @@ def _load(image_size: int, channels: int, val_fraction: float, test_fraction: fl
     mean = images[train].mean()
     std = images[train].std()
     images = (images - mean) / std
-    return {name: Batch(images[idx].contiguous(), labels[idx].contiguous())
-            for name, idx in (("train", train), ("val", val), ("test", test))}
+    return {
+        name: Batch(images[idx].contiguous(), labels[idx].contiguous())
+        for name, idx in (("train", train), ("val", val), ("test", test))
+    }
 
 
 class DigitsTask(Task):

@@ -92,8 +92,9 @@ class TextTask(Task):
         "batch_size": Option(int, default=32, min=1, help="minibatch size for proxies and training"),
         "seq_len": Option(int, default=32, min=2, max=4096, help="tokens per sequence"),
         "tokens": Option(str, default="word", choices=("word", "char"), help="word-level or character-level"),
-        "vocab_size": Option(int, default=2000, min=16, max=50000,
-                             help="vocabulary size, <unk> included (<mask> adds one for text_mlm)"),
+        "vocab_size": Option(
+            int, default=2000, min=16, max=50000, help="vocabulary size, <unk> included (<mask> adds one for text_mlm)"
+        ),
         "split_seed": Option(int, default=0, help="seed of the masking / shuffling"),
     }
 
@@ -105,8 +106,10 @@ class TextTask(Task):
         self.input_shape = (settings["seq_len"],)
         smallest = min(end - start for start, end in _split_ranges(len(ids)).values())
         if smallest < 4 * (settings["seq_len"] + 1):
-            raise SpaceError(f"seq_len {settings['seq_len']} is too long for the corpus's smallest split "
-                             f"({smallest} tokens)", key="seq_len")
+            raise SpaceError(
+                f"seq_len {settings['seq_len']} is too long for the corpus's smallest split ({smallest} tokens)",
+                key="seq_len",
+            )
 
     def tokens_of(self, name: str) -> torch.Tensor:
         """The token ids of one split, in corpus order."""
@@ -149,8 +152,10 @@ class MaskedLanguageModellingTask(TextTask):
     name = "text_mlm"
     description = "masked-token prediction on Python's bundled documentation text (targets -100 where unmasked)"
     kind = "language-modelling"
-    options = {**TextTask.options,
-               "mask_fraction": Option(float, default=0.15, min=0.01, max=0.9, help="share of positions masked")}
+    options = {
+        **TextTask.options,
+        "mask_fraction": Option(float, default=0.15, min=0.01, max=0.9, help="share of positions masked"),
+    }
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)

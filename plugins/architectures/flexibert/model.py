@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from automl_plugins.architectures.flexibert.spec import EncoderSpec, LayerSpec
 
@@ -138,8 +138,7 @@ class SeparableConvolution(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         q, k, v = self.query(x), self.key(x), self.value(x)
-        attention = torch.softmax(self._split(q) @ self._split(k).transpose(-2, -1) / math.sqrt(self.head_dim),
-                                  dim=-1)
+        attention = torch.softmax(self._split(q) @ self._split(k).transpose(-2, -1) / math.sqrt(self.head_dim), dim=-1)
         self.last_attention = attention if self.record else None
         self.last_projections = [q, k, v] if self.record else None
         attended = (attention @ self._split(v)).transpose(1, 2)  # B×N×heads×d
@@ -202,8 +201,16 @@ class EncoderLayer(nn.Module):
 
 
 class FlexiBERTEncoder(nn.Module):
-    def __init__(self, spec: EncoderSpec, *, vocab_size: int, max_positions: int, num_classes: int = 0,
-                 norm_layer: NormLayer | None = None, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        *,
+        vocab_size: int,
+        max_positions: int,
+        num_classes: int = 0,
+        norm_layer: NormLayer | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         options = dict(options or {})
         placement = options.get("norm_placement") or "post"
@@ -232,8 +239,11 @@ class FlexiBERTEncoder(nn.Module):
 
     def attention_modules(self) -> list[nn.Module]:
         """The modules that compute attention probabilities (``SA`` and the attention half of ``DSC``)."""
-        return [layer.operation for layer in self.layers
-                if isinstance(layer.operation, (SelfAttention, SeparableConvolution))]
+        return [
+            layer.operation
+            for layer in self.layers
+            if isinstance(layer.operation, (SelfAttention, SeparableConvolution))
+        ]
 
     def projection_modules(self) -> list[nn.Module]:
         """Every token-mixing module, each recording its per-token input projections (all three kinds)."""
@@ -258,4 +268,4 @@ class FlexiBERTEncoder(nn.Module):
         return self.head(states.mean(dim=1) if self.classify else states)
 
 
-__all__ = ["FlexiBERTEncoder", "NORM_PLACEMENTS"]
+__all__ = ["NORM_PLACEMENTS", "FlexiBERTEncoder"]

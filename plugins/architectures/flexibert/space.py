@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 from automl import Architecture, ArchitectureDimension, Option, ScopedTrial, SpaceError, Task
 from automl_plugins.architectures.flexibert.model import FlexiBERTEncoder
@@ -43,15 +43,23 @@ class FlexiBERTArchitecture(Architecture):
     def draw(self) -> str:
         lines = [f"embedding → hidden {self.spec.hidden}"]
         for i, layer in enumerate(self.spec.layers):
-            lines.append(f"layer {i}: {layer.operation} {layer.parameter:<3} × {layer.heads} heads │ "
-                         f"feed-forward {layer.ff_count} × {layer.ff_dim}")
+            lines.append(
+                f"layer {i}: {layer.operation} {layer.parameter:<3} × {layer.heads} heads │ "
+                f"feed-forward {layer.ff_count} × {layer.ff_dim}"
+            )
         return "\n".join(lines)
 
     def build(self, task: Task, norm_layer: Any = None, options: Mapping[str, Any] | None = None) -> nn.Module:
         classes = task.num_classes if task.kind == "text-classification" else 0
         positions = max(self.max_positions, task.input_shape[0] if task.input_shape else 0)
-        return FlexiBERTEncoder(self.spec, vocab_size=task.vocab_size, max_positions=positions,
-                                num_classes=classes, norm_layer=norm_layer, options=options)
+        return FlexiBERTEncoder(
+            self.spec,
+            vocab_size=task.vocab_size,
+            max_positions=positions,
+            num_classes=classes,
+            norm_layer=norm_layer,
+            options=options,
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FlexiBERTArchitecture) and other.spec == self.spec
@@ -69,17 +77,42 @@ class FlexiBERTDimension(ArchitectureDimension):
     # candidate ids and score-cache entries of earlier models are not reused.
     model_revision = 2
     options = {
-        "hidden_sizes": Option(list, default=list(HIDDEN_SIZES), item_type=int, choices=HIDDEN_SIZES, min_items=1,
-                               help="hidden sizes to choose from"),
-        "layers": Option(list, default=list(NUM_LAYERS), item_type=int, choices=NUM_LAYERS, min_items=1,
-                         help="encoder depths to choose from"),
-        "operations": Option(list, default=list(LAYER_OPERATIONS), item_type=str, choices=LAYER_OPERATIONS,
-                             min_items=1, help="per-layer operations (SA.SDP, SA.WMA, LT.DFT, LT.DCT, DSC.5, DSC.9)"),
+        "hidden_sizes": Option(
+            list,
+            default=list(HIDDEN_SIZES),
+            item_type=int,
+            choices=HIDDEN_SIZES,
+            min_items=1,
+            help="hidden sizes to choose from",
+        ),
+        "layers": Option(
+            list,
+            default=list(NUM_LAYERS),
+            item_type=int,
+            choices=NUM_LAYERS,
+            min_items=1,
+            help="encoder depths to choose from",
+        ),
+        "operations": Option(
+            list,
+            default=list(LAYER_OPERATIONS),
+            item_type=str,
+            choices=LAYER_OPERATIONS,
+            min_items=1,
+            help="per-layer operations (SA.SDP, SA.WMA, LT.DFT, LT.DCT, DSC.5, DSC.9)",
+        ),
         "heads": Option(list, default=list(HEADS), item_type=int, choices=HEADS, min_items=1),
-        "ff_dims": Option(list, default=list(FF_DIMS), item_type=int, choices=FF_DIMS, min_items=1,
-                          help="feed-forward widths"),
-        "ff_counts": Option(list, default=list(FF_COUNTS), item_type=int, choices=FF_COUNTS, min_items=1,
-                            help="feed-forward hidden layers per block"),
+        "ff_dims": Option(
+            list, default=list(FF_DIMS), item_type=int, choices=FF_DIMS, min_items=1, help="feed-forward widths"
+        ),
+        "ff_counts": Option(
+            list,
+            default=list(FF_COUNTS),
+            item_type=int,
+            choices=FF_COUNTS,
+            min_items=1,
+            help="feed-forward hidden layers per block",
+        ),
         "max_positions": Option(int, default=512, min=1, help="learned position embeddings"),
     }
 
@@ -121,10 +154,12 @@ class FlexiBERTDimension(ArchitectureDimension):
         if len(spec.layers) not in s["layers"]:
             outside.append(f"{len(spec.layers)} layers")
         for i, layer in enumerate(spec.layers):
-            for what, value, allowed in ((f"layer {i} operation", f"{layer.operation}.{layer.parameter}",
-                                          s["operations"]), (f"layer {i} heads", layer.heads, s["heads"]),
-                                         (f"layer {i} ff dimension", layer.ff_dim, s["ff_dims"]),
-                                         (f"layer {i} ff layers", layer.ff_count, s["ff_counts"])):
+            for what, value, allowed in (
+                (f"layer {i} operation", f"{layer.operation}.{layer.parameter}", s["operations"]),
+                (f"layer {i} heads", layer.heads, s["heads"]),
+                (f"layer {i} ff dimension", layer.ff_dim, s["ff_dims"]),
+                (f"layer {i} ff layers", layer.ff_count, s["ff_counts"]),
+            ):
                 if value not in allowed:
                     outside.append(f"{what} {value}")
         if outside:
@@ -135,6 +170,12 @@ class FlexiBERTDimension(ArchitectureDimension):
         assert isinstance(arch, FlexiBERTArchitecture)
         values: dict[str, Any] = {"hidden": arch.spec.hidden, "layers": len(arch.spec.layers)}
         for i, layer in enumerate(arch.spec.layers):
-            values.update({f"l{i}.op": f"{layer.operation}.{layer.parameter}", f"l{i}.heads": layer.heads,
-                           f"l{i}.ff_dim": layer.ff_dim, f"l{i}.ff_count": layer.ff_count})
+            values.update(
+                {
+                    f"l{i}.op": f"{layer.operation}.{layer.parameter}",
+                    f"l{i}.heads": layer.heads,
+                    f"l{i}.ff_dim": layer.ff_dim,
+                    f"l{i}.ff_count": layer.ff_count,
+                }
+            )
         return values

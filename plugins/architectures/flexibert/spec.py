@@ -48,10 +48,14 @@ class LayerSpec:
         if self.operation not in OPERATIONS:
             raise ValueError(f"{where}: unknown operation {self.operation!r} (operations: {', '.join(OPERATIONS)})")
         if self.parameter not in OPERATIONS[self.operation]:
-            raise ValueError(f"{where}: {self.operation} takes {' or '.join(OPERATIONS[self.operation])}, "
-                             f"not {self.parameter!r}")
-        for name, value, allowed in (("heads", self.heads, HEADS), ("feed-forward dimension", self.ff_dim, FF_DIMS),
-                                     ("feed-forward layers", self.ff_count, FF_COUNTS)):
+            raise ValueError(
+                f"{where}: {self.operation} takes {' or '.join(OPERATIONS[self.operation])}, not {self.parameter!r}"
+            )
+        for name, value, allowed in (
+            ("heads", self.heads, HEADS),
+            ("feed-forward dimension", self.ff_dim, FF_DIMS),
+            ("feed-forward layers", self.ff_count, FF_COUNTS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{where}: {name} {value} is not one of {', '.join(map(str, allowed))}")
 
@@ -68,8 +72,7 @@ class EncoderSpec:
         if self.hidden not in HIDDEN_SIZES:
             raise ValueError(f"hidden size {self.hidden} is not one of {', '.join(map(str, HIDDEN_SIZES))}")
         if len(self.layers) not in NUM_LAYERS:
-            raise ValueError(f"{len(self.layers)} layers; FlexiBERT encoders have "
-                             f"{' or '.join(map(str, NUM_LAYERS))}")
+            raise ValueError(f"{len(self.layers)} layers; FlexiBERT encoders have {' or '.join(map(str, NUM_LAYERS))}")
         for i, layer in enumerate(self.layers):
             layer.check(f"layer {i}")
             if self.hidden % layer.heads:
@@ -77,25 +80,38 @@ class EncoderSpec:
 
     def to_record(self) -> dict[str, Any]:
         """The layout of a ``flexibert_glue.json`` record (without id and scores)."""
-        return {"hidden_size": self.hidden, "encoder_layers": [
-            {"operation_type": layer.operation,
-             "operation_parameter": int(layer.parameter) if layer.parameter.isdigit() else layer.parameter,
-             "num_operation_heads": layer.heads, "feed_forward_dimension": layer.ff_dim,
-             "num_feed_forward": layer.ff_count} for layer in self.layers]}
+        return {
+            "hidden_size": self.hidden,
+            "encoder_layers": [
+                {
+                    "operation_type": layer.operation,
+                    "operation_parameter": int(layer.parameter) if layer.parameter.isdigit() else layer.parameter,
+                    "num_operation_heads": layer.heads,
+                    "feed_forward_dimension": layer.ff_dim,
+                    "num_feed_forward": layer.ff_count,
+                }
+                for layer in self.layers
+            ],
+        }
 
 
 def parse_encoder(text: str) -> EncoderSpec:
     """Parse the string form; raise ``ValueError`` naming what is wrong."""
     parts = text.strip().split("|")
     if len(parts) < 2 or not re.fullmatch(r"h\d+", parts[0]):
-        raise ValueError(f"{text!r}: expected 'h<hidden>|<layer>|...', e.g. 'h128|SA.SDP-h2-ff512x1|LT.DFT-h4-ff1024x3'")
+        raise ValueError(
+            f"{text!r}: expected 'h<hidden>|<layer>|...', e.g. 'h128|SA.SDP-h2-ff512x1|LT.DFT-h4-ff1024x3'"
+        )
     layers = []
     for i, part in enumerate(parts[1:]):
         match = _LAYER.match(part)
         if not match:
-            raise ValueError(f"{text!r}: layer {i} {part!r} is not of the form <op>.<parameter>-h<heads>-ff<dim>x<count>")
-        layers.append(LayerSpec(match["op"], match["param"], int(match["heads"]), int(match["ff"]),
-                                int(match["count"])))
+            raise ValueError(
+                f"{text!r}: layer {i} {part!r} is not of the form <op>.<parameter>-h<heads>-ff<dim>x<count>"
+            )
+        layers.append(
+            LayerSpec(match["op"], match["param"], int(match["heads"]), int(match["ff"]), int(match["count"]))
+        )
     spec = EncoderSpec(int(parts[0][1:]), tuple(layers))
     try:
         spec.check()
@@ -106,9 +122,16 @@ def parse_encoder(text: str) -> EncoderSpec:
 
 def from_record(record: Mapping[str, Any]) -> EncoderSpec:
     """The encoder a ``flexibert_glue.json`` record describes."""
-    layers = tuple(LayerSpec(str(layer["operation_type"]), str(layer["operation_parameter"]),
-                             int(layer["num_operation_heads"]), int(layer["feed_forward_dimension"]),
-                             int(layer["num_feed_forward"])) for layer in record["encoder_layers"])
+    layers = tuple(
+        LayerSpec(
+            str(layer["operation_type"]),
+            str(layer["operation_parameter"]),
+            int(layer["num_operation_heads"]),
+            int(layer["feed_forward_dimension"]),
+            int(layer["num_feed_forward"]),
+        )
+        for layer in record["encoder_layers"]
+    )
     spec = EncoderSpec(int(record["hidden_size"]), layers)
     spec.check()
     return spec

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 NormLayer = Callable[..., nn.Module]
 
@@ -21,8 +21,11 @@ def batch_norm(num_features: int, layout: str = "nchw") -> nn.Module:
 
 class ReLUConvBN(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, norm: NormLayer) -> None:
-        super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
-                         norm(c_out, layout="nchw"))
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
+            norm(c_out, layout="nchw"),
+        )
 
 
 class Zero(nn.Module):
@@ -80,12 +83,22 @@ class ResidualReduction(nn.Module):
 
 
 class NB201Network(nn.Module):
-    def __init__(self, ops: Sequence[str], edges: Sequence[tuple[int, int]], *, channels: int, cells_per_stage: int,
-                 in_channels: int, num_classes: int, norm_layer: NormLayer | None = None) -> None:
+    def __init__(
+        self,
+        ops: Sequence[str],
+        edges: Sequence[tuple[int, int]],
+        *,
+        channels: int,
+        cells_per_stage: int,
+        in_channels: int,
+        num_classes: int,
+        norm_layer: NormLayer | None = None,
+    ) -> None:
         super().__init__()
         norm = norm_layer or batch_norm
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
-                                  norm(channels, layout="nchw"))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), norm(channels, layout="nchw")
+        )
         layers: list[nn.Module] = []
         c = channels
         for stage in range(3):

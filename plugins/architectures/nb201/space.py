@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import networkx as nx
-import torch.nn as nn
+from torch import nn
 
 from automl import Architecture, ArchitectureDimension, Option, ScopedTrial, SpaceError, Task
 from automl_plugins.architectures.nb201.graph import benchmark_id, cell_graph, draw_cell, function_id
@@ -79,8 +79,15 @@ class NB201Architecture(Architecture):
         return draw_cell(self.graph())
 
     def build(self, task: Task, norm_layer: Any = None, options: Mapping[str, Any] | None = None) -> nn.Module:
-        return NB201Network(self.ops, EDGES, channels=self.channels, cells_per_stage=self.cells_per_stage,
-                            in_channels=task.input_shape[0], num_classes=task.num_classes, norm_layer=norm_layer)
+        return NB201Network(
+            self.ops,
+            EDGES,
+            channels=self.channels,
+            cells_per_stage=self.cells_per_stage,
+            in_channels=task.input_shape[0],
+            num_classes=task.num_classes,
+            norm_layer=norm_layer,
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, NB201Architecture) and other.ops == self.ops
@@ -97,8 +104,14 @@ class NB201Dimension(ArchitectureDimension):
     options = {
         "channels": Option(int, default=16, min=1, help="channels of the first stage (C)"),
         "cells_per_stage": Option(int, default=5, min=1, help="cells per stage (N)"),
-        "operations": Option(list, default=list(OPERATIONS), item_type=str, choices=OPERATIONS, min_items=1,
-                             help="the operations an edge may take"),
+        "operations": Option(
+            list,
+            default=list(OPERATIONS),
+            item_type=str,
+            choices=OPERATIONS,
+            min_items=1,
+            help="the operations an edge may take",
+        ),
     }
 
     def __init__(self, **settings: Any) -> None:

@@ -4,5 +4,12 @@ from automl_plugins.architectures.nlp_rnn.cell import OPERATIONS, Node, Recurren
 from automl_plugins.architectures.nlp_rnn.model import RecurrentNetwork
 from automl_plugins.architectures.nlp_rnn.space import RecurrentArchitecture, RecurrentDimension
 
-__all__ = ["OPERATIONS", "Node", "RecurrentArchitecture", "RecurrentCell", "RecurrentDimension",
-           "RecurrentNetwork", "parse_cell"]
+__all__ = [
+    "OPERATIONS",
+    "Node",
+    "RecurrentArchitecture",
+    "RecurrentCell",
+    "RecurrentDimension",
+    "RecurrentNetwork",
+    "parse_cell",
+]

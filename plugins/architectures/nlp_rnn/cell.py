@@ -35,8 +35,13 @@ from dataclasses import dataclass
 import networkx as nx
 
 ACTIVATIONS = ("activation_tanh", "activation_sigm", "activation_leaky_relu")
-ARITY: dict[str, tuple[int, ...]] = {"linear": (2, 3), "blend": (3,), "elementwise_prod": (2,),
-                                     "elementwise_sum": (2,), **{a: (1,) for a in ACTIVATIONS}}
+ARITY: dict[str, tuple[int, ...]] = {
+    "linear": (2, 3),
+    "blend": (3,),
+    "elementwise_prod": (2,),
+    "elementwise_sum": (2,),
+    **{a: (1,) for a in ACTIVATIONS},
+}
 OPERATIONS = tuple(ARITY)
 # Operations whose inputs commute (a linear map sums one weight matrix per input).
 COMMUTATIVE = {"linear", "elementwise_prod", "elementwise_sum"}
@@ -63,8 +68,10 @@ class RecurrentCell:
 
     def __init__(self, nodes: Sequence[Node]) -> None:
         self.nodes = tuple(nodes)
-        outputs = sorted((n.name for n in self.nodes if re.fullmatch(r"h_new_\d+", n.name)),
-                         key=lambda name: int(name.rsplit("_", 1)[1]))
+        outputs = sorted(
+            (n.name for n in self.nodes if re.fullmatch(r"h_new_\d+", n.name)),
+            key=lambda name: int(name.rsplit("_", 1)[1]),
+        )
         self.hidden = len(outputs)
         self.graph = self._check(outputs)
 
@@ -78,8 +85,10 @@ class RecurrentCell:
 
     def _check(self, outputs: list[str]) -> nx.DiGraph:
         if not 1 <= self.hidden <= MAX_HIDDEN or outputs != [hidden_name(i, True) for i in range(self.hidden)]:
-            raise ValueError(f"a cell needs outputs h_new_0 … h_new_{{k-1}} with k from 1 to {MAX_HIDDEN}; "
-                             f"found {', '.join(outputs) or 'none'}")
+            raise ValueError(
+                f"a cell needs outputs h_new_0 … h_new_{{k-1}} with k from 1 to {MAX_HIDDEN}; "
+                f"found {', '.join(outputs) or 'none'}"
+            )
         graph = nx.DiGraph()
         defined = set(self.sources)
         graph.add_nodes_from(self.sources, op="input")
@@ -87,15 +96,20 @@ class RecurrentCell:
             if node.name in defined:
                 raise ValueError(f"node {node.name!r} is defined twice (or shadows an input)")
             if node.op not in ARITY:
-                raise ValueError(f"node {node.name!r}: unknown operation {node.op!r} "
-                                 f"(operations: {', '.join(OPERATIONS)})")
+                raise ValueError(
+                    f"node {node.name!r}: unknown operation {node.op!r} (operations: {', '.join(OPERATIONS)})"
+                )
             if len(node.inputs) not in ARITY[node.op]:
-                raise ValueError(f"node {node.name!r}: {node.op} takes "
-                                 f"{' or '.join(map(str, ARITY[node.op]))} inputs, got {len(node.inputs)}")
+                raise ValueError(
+                    f"node {node.name!r}: {node.op} takes "
+                    f"{' or '.join(map(str, ARITY[node.op]))} inputs, got {len(node.inputs)}"
+                )
             for source in node.inputs:
                 if source not in defined:
-                    raise ValueError(f"node {node.name!r} reads {source!r}, which is not an input "
-                                     f"({', '.join(self.sources)}) or an earlier node")
+                    raise ValueError(
+                        f"node {node.name!r} reads {source!r}, which is not an input "
+                        f"({', '.join(self.sources)}) or an earlier node"
+                    )
                 if re.fullmatch(r"h_new_\d+", node.name) and source.startswith("h_prev_"):
                     raise ValueError(f"{node.name} takes {source} directly; the space forbids h_prev → h_new edges")
             graph.add_node(node.name, op=node.op, inputs=node.inputs)
@@ -111,8 +125,11 @@ class RecurrentCell:
         for node in self.nodes:
             if node.op == "linear":
                 readers = [graph.nodes[r]["op"] for r in graph.successors(node.name)]
-                if len(readers) != 1 or readers[0] not in ACTIVATIONS or sum(
-                        n.inputs.count(node.name) for n in self.nodes) != 1:
+                if (
+                    len(readers) != 1
+                    or readers[0] not in ACTIVATIONS
+                    or sum(n.inputs.count(node.name) for n in self.nodes) != 1
+                ):
                     raise ValueError(f"linear node {node.name!r} must feed exactly one activation node")
         return graph
 

@@ -27,8 +27,15 @@ from typing import Any
 
 from automl_plugins.architectures.nlp_rnn.cell import ACTIVATIONS, Node, RecurrentCell, hidden_name
 
-UNIT_OPS = ("linear_tanh", "linear_sigm", "linear_leaky_relu", "blend", "elementwise_prod", "elementwise_sum",
-            *ACTIVATIONS)
+UNIT_OPS = (
+    "linear_tanh",
+    "linear_sigm",
+    "linear_leaky_relu",
+    "blend",
+    "elementwise_prod",
+    "elementwise_sum",
+    *ACTIVATIONS,
+)
 
 
 class _Chooser:
@@ -142,8 +149,10 @@ def sample_cell(trial: Any, settings: Mapping[str, Any]) -> RecurrentCell:
 
 def invert(cell: RecurrentCell, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters for which ``sample_cell`` returns ``cell``; ``ValueError`` if there are none."""
-    layout = ("the cell is valid but not in the generator's layout (node names node_i, merge_i, h_new_j in "
-              "generation order, within this dimension's max_hidden / min_nodes / max_nodes)")
+    layout = (
+        "the cell is valid but not in the generator's layout (node names node_i, merge_i, h_new_j in "
+        "generation order, within this dimension's max_hidden / min_nodes / max_nodes)"
+    )
     chooser = _Chooser(target=cell)
     try:
         rebuilt = generate(chooser, settings)

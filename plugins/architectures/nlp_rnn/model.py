@@ -14,13 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from automl_plugins.architectures.nlp_rnn.cell import RecurrentCell
 
 _ACTIVATE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "activation_tanh": torch.tanh, "activation_sigm": torch.sigmoid, "activation_leaky_relu": F.leaky_relu}
+    "activation_tanh": torch.tanh,
+    "activation_sigm": torch.sigmoid,
+    "activation_leaky_relu": F.leaky_relu,
+}
 
 
 class CellLayer(nn.Module):
@@ -72,15 +75,26 @@ class CellLayer(nn.Module):
 
 
 class RecurrentNetwork(nn.Module):
-    def __init__(self, cell: RecurrentCell, *, vocab_size: int, embedding_size: int, hidden_size: int,
-                 layers: int, num_classes: int = 0, norm_layer: Callable[..., nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        cell: RecurrentCell,
+        *,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        layers: int,
+        num_classes: int = 0,
+        norm_layer: Callable[..., nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size)
-        self.layers = nn.ModuleList(CellLayer(cell, embedding_size if i == 0 else hidden_size, hidden_size)
-                                    for i in range(layers))
+        self.layers = nn.ModuleList(
+            CellLayer(cell, embedding_size if i == 0 else hidden_size, hidden_size) for i in range(layers)
+        )
         # norm_layer (from a normalization dimension) normalizes each layer's output sequence.
-        self.norms = nn.ModuleList(norm_layer(hidden_size, layout="nlc") if norm_layer else nn.Identity()
-                                   for _ in range(layers))
+        self.norms = nn.ModuleList(
+            norm_layer(hidden_size, layout="nlc") if norm_layer else nn.Identity() for _ in range(layers)
+        )
         self.classify = num_classes > 0
         self.head = nn.Linear(hidden_size, num_classes if self.classify else vocab_size)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 from automl import Architecture, ArchitectureDimension, Option, ScopedTrial, SpaceError, Task
 from automl_plugins.architectures.nlp_rnn.cell import MAX_HIDDEN, RecurrentCell, parse_cell
@@ -35,9 +35,15 @@ class RecurrentArchitecture(Architecture):
 
     def build(self, task: Task, norm_layer: Any = None, options: Mapping[str, Any] | None = None) -> nn.Module:
         classes = task.num_classes if task.kind == "text-classification" else 0
-        return RecurrentNetwork(self.cell, vocab_size=task.vocab_size, embedding_size=self.embedding_size,
-                                hidden_size=self.hidden_size, layers=self.layers, num_classes=classes,
-                                norm_layer=norm_layer)
+        return RecurrentNetwork(
+            self.cell,
+            vocab_size=task.vocab_size,
+            embedding_size=self.embedding_size,
+            hidden_size=self.hidden_size,
+            layers=self.layers,
+            num_classes=classes,
+            norm_layer=norm_layer,
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RecurrentArchitecture) and other.to_string() == self.to_string()

@@ -13,7 +13,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from automl import Proxy, ProxyValue
+from automl.proxies import Proxy, ProxyValue
 
 if TYPE_CHECKING:
     from automl.candidate import Candidate
@@ -55,8 +55,7 @@ class PassProxy(Proxy):
         return self.read(shared)
 
 
-def run_shared(candidate: Candidate, batch: Batch,
-               proxies: Sequence[PassProxy]) -> dict[str, float | ProxyValue]:
+def run_shared(candidate: Candidate, batch: Batch, proxies: Sequence[PassProxy]) -> dict[str, float | ProxyValue]:
     """Run one pass for ``proxies`` (all with the same ``pass_key``) and read every value."""
     shared = proxies[0].shared_pass(candidate, batch, proxies)
     shared.run()
