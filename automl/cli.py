@@ -6,7 +6,6 @@ import argparse
 import csv
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
@@ -43,6 +42,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device for evaluators (default: cuda if present)")
     parser.add_argument("--top", type=int, default=5, help="best trials to print at the end")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true", help="print the traceback of every failed trial")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -52,8 +52,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.trials is not None and args.trials < 1:
         raise AutomlError(f"--trials must be at least 1, got {args.trials}")
-    if args.ray_address:
-        os.environ["AUTOML_RAY_ADDRESS"] = args.ray_address
+    if args.verbose:
+        logging.getLogger("automl").setLevel(logging.DEBUG)
     space = SearchSpace.from_file(args.space)
     runner = StudyRunner(
         space,
@@ -63,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         cache=False if args.no_cache else (args.cache or True),
         device=args.device,
         sampler_seed=args.sampler_seed,
+        options={"ray_address": args.ray_address} if args.ray_address else None,
     )
     before = runner.finished_trials()
     if args.trials is None and runner.remaining() == 0:
@@ -74,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     elif before:
         print(f"continuing study {runner.study_name!r} ({before} trials finished)", file=sys.stderr)
     runner.run(args.trials, show_progress=not args.quiet and sys.stderr.isatty())
-    print(study_summary(runner.study, top=args.top))
+    print(study_summary(runner.study, top=args.top, storage=runner.storage))
     if runner.cache is not None and runner.cache.hits:
         print(f"score cache: {runner.cache.hits} hit(s), {runner.cache.misses} miss(es) ({runner.cache.path})")
     return 0
@@ -97,16 +98,17 @@ def _show_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _show(args: argparse.Namespace) -> int:
     from automl.report import study_summary
-    from automl.storage import load_study
+    from automl.storage import load_study, open_storage
 
-    study = load_study(args.study, args.storage)
+    storage = open_storage(args.storage)
+    study = load_study(args.study, storage)
     described = study.user_attrs.get("automl.space") or {}
     if described:
         print(
             f"space: {described.get('source')}  task: {described.get('task')}  "
             f"dimensions: {', '.join(described.get('dimensions', []))}  evaluator: {described.get('evaluator')}"
         )
-    print(study_summary(study, top=args.top))
+    print(study_summary(study, top=args.top, storage=storage))
     for key, value in sorted(study.user_attrs.items()):
         if key.startswith("strategy."):
             print(f"{key[len('strategy.') :]}: {json.dumps(value, default=str)}")
@@ -122,10 +124,11 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from automl.records import columns, study_records
-    from automl.storage import load_study
+    from automl.storage import load_study, open_storage
 
-    study = load_study(args.study, args.storage)
-    records = study_records(study)
+    storage = open_storage(args.storage)
+    study = load_study(args.study, storage)
+    records = study_records(study, storage=storage)
     out = sys.stdout if args.out == "-" else open(args.out, "w", newline="")  # noqa: SIM115
     try:
         if args.format == "json":
@@ -176,17 +179,26 @@ CORE_COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; plugins (and their commands) are loaded only when ``argv`` needs them.
+
+    A core command (``run``, ``studies``, ``show``, ``export``, ``plugins``) and ``--version`` parse
+    without loading plugins; anything else (a plugin's command, ``--help``) loads them to list theirs.
+    """
     from automl import __version__
-    from automl.registry import get_registry
 
     parser = argparse.ArgumentParser(prog="automl", description="Plugin-based AutoML search on Optuna studies.")
     parser.add_argument("--version", action="version", version=f"automl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    registry = get_registry()
     commands: list[Command] = list(CORE_COMMANDS)
     core = {c.name for c in commands}
-    commands += [registry.get("commands", n) for n in registry.names("commands") if n not in core]
+    words = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")]
+    needs_plugins = not (words and words[0] in core) and "--version" not in (argv or sys.argv[1:])
+    if needs_plugins:
+        from automl.registry import get_registry
+
+        registry = get_registry()
+        commands += [registry.get("commands", n) for n in registry.names("commands") if n not in core]
     for command in commands:
         child = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(child)
@@ -194,13 +206,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OneLine(logging.Formatter):
+    """``automl: message``; a traceback only when the record carries one (``--verbose``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"automl: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("automl")
+    if not any(getattr(h, "_automl_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLine())
+        handler._automl_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("optuna").setLevel(logging.WARNING)
+    _setup_logging()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         if not getattr(args, "_run", None):
             parser.print_help()

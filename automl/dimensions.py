@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -80,7 +80,7 @@ class Dimension(Configurable):
         """
 
 
-class Architecture:
+class Architecture(ABC):
     """A sampled network architecture: a string form, a canonical id, and a builder.
 
     ``kind`` says which proxies apply: ``"cell"`` (convolutional cell networks), ``"recurrent"`` or

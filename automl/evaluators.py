@@ -6,16 +6,24 @@ import math
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
-
-import optuna
-import torch
+from typing import TYPE_CHECKING, Any
 
 from automl.plugin import Configurable
 
 if TYPE_CHECKING:
+    import optuna
+    import torch
+
     from automl.candidate import Candidate
     from automl.space import SearchSpace
+
+
+def _nan_to_none(values: Mapping[str, float]) -> dict[str, float | None]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+
+
+def _none_to_nan(values: Mapping[str, Any]) -> dict[str, float]:
+    return {k: (math.nan if v is None else float(v)) for k, v in values.items()}
 
 
 @dataclass
@@ -23,13 +31,15 @@ class EvalResult:
     """What an evaluation produced.
 
     ``scores``: named numbers (objectives are chosen among them); NaN where a method failed numerically,
-    with the reason in ``reasons``. ``info``: anything else worth recording (a learning curve, the
-    amount of training a proxy used), stored as trial user attributes ``info.<key>``.
+    with the reason in ``reasons``. ``costs``: the candidate's cost figures (``params``, ``flops``,
+    ``size_bits``; filled in by the core when the evaluator leaves them empty). ``info``: anything else
+    worth recording (a learning curve, the amount of training a proxy used), stored with the trial.
     """
 
     scores: dict[str, float]
     info: dict[str, Any] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    costs: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def coerce(cls, value: EvalResult | Mapping[str, float]) -> EvalResult:
@@ -37,21 +47,37 @@ class EvalResult:
             return value
         return cls(scores={k: float(v) for k, v in value.items()})
 
+    def value(self, metric: str) -> float | None:
+        """A score or cost figure by name (``None`` when neither holds it)."""
+        if metric in self.scores:
+            return self.scores[metric]
+        return self.costs.get(metric)
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "scores": {k: (None if math.isnan(v) else v) for k, v in self.scores.items()},
+            "scores": _nan_to_none(self.scores),
+            "costs": _nan_to_none(self.costs),
             "info": self.info,
             "reasons": self.reasons,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EvalResult:
-        scores = {k: (math.nan if v is None else float(v)) for k, v in data["scores"].items()}
-        return cls(scores=scores, info=dict(data.get("info", {})), reasons=dict(data.get("reasons", {})))
+        info = dict(data.get("info") or {})
+        # Entries written before costs had their own field kept them in info.
+        costs = data.get("costs", info.pop("costs", None)) or {}
+        return cls(
+            scores=_none_to_nan(data.get("scores") or {}),
+            info=info,
+            reasons=dict(data.get("reasons") or {}),
+            costs=_none_to_nan(costs),
+        )
 
 
 def default_device() -> torch.device:
     """The GPU when there is one, else the CPU."""
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -60,19 +86,30 @@ class EvalContext:
 
     ``report(value, step)`` forwards an intermediate value to the trial and raises
     ``optuna.TrialPruned`` when the study's pruner says stop (single-objective studies only: Optuna's
-    pruners do not take several objectives, so there the value is only recorded). Other runners (Ray Tune) pass their own
-    context with the same two methods.
+    pruners do not take several objectives, so there the value is only recorded). Other runners (Ray
+    Tune) pass their own context with the same two methods. ``space`` is the search space the candidate
+    came from, when there is one (an evaluator that ranks a candidate within a pool samples it).
     """
 
     def __init__(
-        self, trial: optuna.trial.BaseTrial | None = None, *, seed: int = 0, device: torch.device | str | None = None
+        self,
+        trial: optuna.trial.BaseTrial | None = None,
+        *,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        space: SearchSpace | None = None,
     ) -> None:
+        import torch
+
         self.trial = trial
         self.seed = seed
         self.device = torch.device(device) if device is not None else default_device()
+        self.space = space
         self.curve: list[float] = []
 
     def report(self, value: float, step: int) -> None:
+        import optuna
+
         self.curve.append(float(value))
         if self.trial is None or not isinstance(self.trial, optuna.Trial):
             return
@@ -84,6 +121,8 @@ class EvalContext:
 
     def set_attr(self, key: str, value: Any) -> None:
         """Record ``info.<key>`` on the trial while it runs (shown live by the dashboard)."""
+        import optuna
+
         if isinstance(self.trial, optuna.Trial):
             self.trial.set_user_attr(f"info.{key}", value)
 
@@ -92,19 +131,21 @@ class Evaluator(Configurable):
     """Scores candidates. Subclasses implement ``metrics`` and ``evaluate``.
 
     ``cacheable``: results may be reused for an identical candidate with identical settings, data and
-    seed (set False for evaluators whose result depends on something else). ``needs_training``: the
-    evaluator trains models (used to label costs, and by two-stage strategies).
+    seed (set False for evaluators whose result depends on something else).
     """
 
-    cacheable: ClassVar[bool] = True
-    needs_training: ClassVar[bool] = False
+    cacheable: bool = True
 
     @abstractmethod
     def metrics(self) -> list[str]:
         """Names of the scores ``evaluate`` returns (objectives may use these and the cost figures)."""
 
     def validate(self, space: SearchSpace) -> None:
-        """Check rules that involve the rest of the space; raise ``SpaceError`` with a key path."""
+        """Check rules that involve the rest of the space; raise ``SpaceError`` with a key path.
+
+        Called once when a space is built. Keep no state from it: the space reaches ``evaluate``
+        through ``context.space``.
+        """
 
     @abstractmethod
     def evaluate(self, candidate: Candidate, context: EvalContext) -> EvalResult | Mapping[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -9,18 +10,24 @@ from automl.errors import SpaceError
 from automl.options import Option, validate_options
 
 
-class Configurable:
+class Configurable(ABC):
     """A method a search-space file names and configures.
 
     Subclasses set ``name`` (what a file writes), ``description`` (one line for ``automl plugins``)
     and ``options`` (what a file may set). The core validates a file's table against ``options``
     and calls ``configure``; ``__init__`` receives the complete settings as keyword arguments and
     may raise ``SpaceError`` (with ``key`` set to the option at fault) for rules that span options.
+    ``example`` holds settings of a small, fast instance: the contract suites of ``automl.testing``
+    configure the plugin with it (needed when an option is required).
+
+    The kind's bases declare their methods abstract: a plugin class that leaves one out cannot be
+    registered.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
+    example: ClassVar[Mapping[str, Any] | None] = None
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings

@@ -35,14 +35,10 @@ class Proxy(Configurable):
     """A training-free score. Higher predicts better, for every proxy.
 
     ``applies_to``: the architecture kinds (``cell``, ``recurrent``, ``transformer``) it can score;
-    asking for it on another kind is a validation error. ``needs``: what it uses, among ``data``
-    (inputs), ``labels``, ``gradients``, ``hidden_states``, ``training``. ``mode``: the network mode it
-    scores in (``train`` or ``eval``).
+    asking for it on another kind is a validation error.
     """
 
     applies_to: ClassVar[tuple[str, ...]] = ("cell",)
-    needs: ClassVar[frozenset[str]] = frozenset()
-    mode: ClassVar[str] = "train"
 
     @abstractmethod
     def score(self, candidate: Candidate, batch: Batch) -> float | ProxyValue:

@@ -3,51 +3,45 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import optuna
 from optuna.study import StudyDirection
-from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.record import RECORD_ATTRS, RESULT_ATTR, TrialRecord
 from automl.sqlite_reader import StudyCounts, read_sqlite_counts, read_sqlite_trials, sqlite_url
 from automl.storage import open_storage
 
 
 def trial_record(trial: FrozenTrial, metrics: Iterable[str] = ()) -> dict[str, Any]:
     """A flat dict: number, state, values (named by ``metrics`` when given), params, scores, costs, info."""
+    stored = TrialRecord.read(trial)
     record: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
     names = list(metrics)
     values = trial.values or []
     for i, value in enumerate(values):
         record[f"value.{names[i] if i < len(names) else i}"] = value
-    candidate = trial.user_attrs.get("candidate", {})
-    record["candidate_id"] = candidate.get("id")
-    record["arch"] = candidate.get("arch")
+    record["candidate_id"] = stored.candidate.id
+    record["arch"] = stored.candidate.arch
     for name, value in trial.params.items():
         record[f"param.{name}"] = value
-    result = trial.user_attrs.get("result", {})
-    for group, prefix in (("scores", "score"), ("costs", "cost")):
-        for name, value in (result.get(group) or {}).items():
-            record[f"{prefix}.{name}"] = value
-    for name, value in (result.get("info") or {}).items():
+    for group, prefix in ((stored.scores, "score"), (stored.costs, "cost")):
+        for name, value in group.items():
+            record[f"{prefix}.{name}"] = None if isinstance(value, float) and math.isnan(value) else value
+    for name, value in stored.info.items():
         if isinstance(value, (int, float, str, bool)) or value is None:
             record[f"info.{name}"] = value
     for name, value in trial.user_attrs.items():
-        if name not in ("candidate", "result", "failure") and isinstance(value, (int, float, str, bool)):
+        if name not in RECORD_ATTRS and isinstance(value, (int, float, str, bool)):
             record[f"attr.{name}"] = value
-    record["cached"] = result.get("cached")
-    record["duration_s"] = result.get("duration_s", _duration(trial))
-    record["failure"] = trial.user_attrs.get("failure") or trial.system_attrs.get("fail_reason")
+    record["cached"] = stored.cached if RESULT_ATTR in trial.user_attrs else None
+    record["duration_s"] = stored.duration_s
+    record["failure"] = stored.failure
     record["started"] = trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None
     return record
-
-
-def _duration(trial: FrozenTrial) -> float | None:
-    if trial.datetime_start and trial.datetime_complete:
-        return (trial.datetime_complete - trial.datetime_start).total_seconds()
-    return None
 
 
 def study_metrics(study: optuna.Study) -> list[str]:
@@ -59,10 +53,14 @@ def study_metrics(study: optuna.Study) -> list[str]:
     return [str(i) for i in range(len(study.directions))]
 
 
-def study_records(study: optuna.Study, states: Iterable[optuna.trial.TrialState] | None = None) -> list[dict[str, Any]]:
+def study_records(
+    study: optuna.Study,
+    states: Iterable[optuna.trial.TrialState] | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> list[dict[str, Any]]:
     metrics = study_metrics(study)
     wanted = set(states) if states else None
-    return [trial_record(t, metrics) for t in study_trials(study) if wanted is None or t.state in wanted]
+    return [trial_record(t, metrics) for t in study_trials(study, storage) if wanted is None or t.state in wanted]
 
 
 def columns(records: list[dict[str, Any]]) -> list[str]:
@@ -74,9 +72,10 @@ def columns(records: list[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def study_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's trials in number order, read through the SQLite fast path where it applies."""
-    fast = read_sqlite_trials(sqlite_url(getattr(study, "_storage", None)), study.study_name)
+def study_trials(study: optuna.Study, storage: str | optuna.storages.BaseStorage | None = None) -> list[FrozenTrial]:
+    """The study's trials in number order, read through the SQLite fast path where ``storage`` (the storage
+    the study was opened from) allows it."""
+    fast = read_sqlite_trials(sqlite_url(storage), study.study_name)
     return fast if fast is not None else study.get_trials(deepcopy=False)
 
 
@@ -96,8 +95,28 @@ def best_trials(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
 
 
 def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:
-    """The completed trials no other completed trial dominates (Optuna's own computation)."""
-    return _get_pareto_front_trials_by_trials(list(trials), list(directions))
+    """The completed trials no other completed trial dominates, in lexicographic order of their values.
+
+    Trials are sorted by their values turned to minimisation; a trial can then only be dominated by one
+    before it, and only by one already on the front, so each is compared with the front alone.
+    """
+    signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions]
+    points = sorted(
+        (
+            (tuple(sign * v for sign, v in zip(signs, t.values)), t)
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.values is not None
+        ),
+        key=lambda p: p[0],
+    )
+    front: list[tuple[float, ...]] = []
+    kept = []
+    for point, trial in points:
+        if any(all(a <= b for a, b in zip(q, point)) and q != point for q in front):
+            continue
+        front.append(point)
+        kept.append(trial)
+    return kept
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
@@ -138,7 +157,7 @@ def study_overviews(storage: str | optuna.storages.BaseStorage | None) -> list[S
     url = sqlite_url(opened)
     overviews = []
     for frozen in sorted(opened.get_all_studies(), key=lambda s: s.study_name):
-        study_id = frozen._study_id
+        study_id = opened.get_study_id_from_name(frozen.study_name)
         directions = [d.name.lower() for d in frozen.directions]
         counted = read_sqlite_counts(url, frozen.study_name)
         trials: list[FrozenTrial] | None = None

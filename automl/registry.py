@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
 import threading
 from collections.abc import Callable
@@ -87,6 +88,20 @@ class Registry:
         except Exception as err:  # noqa: BLE001 - a broken plugin must not stop the others
             self.failures.append((name, f"{type(err).__name__}: {err}"))
             return False
+        unknown = sorted(caller.name for caller in self.manager.get_hookcallers(plugin) or [] if not caller.has_spec())
+        if unknown:
+            # pluggy's check_pending() would fail every command for one misspelled hook: report this plugin only.
+            self.manager.unregister(name=name)
+            self.failures.append(
+                (
+                    name,
+                    (
+                        f"implements unknown hook(s) {', '.join(unknown)} (known: {', '.join(sorted(KINDS.values()))}, "
+                        "trial_finished)"
+                    ),
+                )
+            )
+            return False
         info = PluginInfo(name=name, source=source, version=version)
         self.plugins[name] = info
         added: list[tuple[str, str]] = []
@@ -112,6 +127,11 @@ class Registry:
             name = getattr(obj, "name", None)
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {plugin!r} registered a {_SINGULAR[kind]} without a name: {obj!r}")
+            missing = sorted(getattr(obj, "__abstractmethods__", ()))
+            if inspect.isclass(obj) and missing:
+                raise PluginError(
+                    f"{_SINGULAR[kind]} {name!r} from plugin {plugin!r} does not implement {', '.join(missing)}"
+                )
             existing = self.items[kind].get(name)
             if existing is not None:
                 raise PluginError(
@@ -177,7 +197,6 @@ def load_plugins() -> Registry:
             registry.failures.append((entry_point.name, f"{type(err).__name__}: {err}"))
             continue
         registry.add_plugin(plugin, entry_point.name, source, dist.version if dist is not None else "?")
-    registry.manager.check_pending()
     return registry
 
 

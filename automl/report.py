@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from automl.record import TrialRecord
 from automl.records import best_trials, state_counts, study_metrics, study_overviews, study_trials
 
 
@@ -42,10 +43,13 @@ def format_value(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def study_summary(study: optuna.Study, top: int = 5) -> str:
-    """The end-of-search summary: trial counts and the best trials (or the Pareto front)."""
+def study_summary(study: optuna.Study, top: int = 5, storage: optuna.storages.BaseStorage | None = None) -> str:
+    """The end-of-search summary: trial counts and the best trials (or the Pareto front).
+
+    ``storage``: the storage the study was opened from (a SQLite file is then read on the fast path).
+    """
     metrics = study_metrics(study)
-    trials = study_trials(study)
+    trials = study_trials(study, storage)
     counts = state_counts(trials)
     lines = [
         (
@@ -83,7 +87,7 @@ def _distinct(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.F
     seen: set[str] = set()
     out = []
     for trial in trials:
-        key = (trial.user_attrs.get("candidate") or {}).get("id") or f"#{trial.number}"
+        key = TrialRecord.read(trial).candidate.id or f"#{trial.number}"
         if key not in seen:
             seen.add(key)
             out.append(trial)
@@ -91,8 +95,8 @@ def _distinct(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.F
 
 
 def _candidate_text(trial: optuna.trial.FrozenTrial) -> str:
-    candidate = trial.user_attrs.get("candidate") or {}
-    arch, arch_key = candidate.get("arch"), candidate.get("arch_key")
+    candidate = TrialRecord.read(trial).candidate
+    arch, arch_key = candidate.arch, candidate.arch_key
     others = [f"{k}={v}" for k, v in trial.params.items() if not (arch_key and k.startswith(f"{arch_key}."))]
     return " ".join(([arch] if arch else []) + others)
 

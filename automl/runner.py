@@ -2,40 +2,51 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.cache import ScoreCache, cache_key
-from automl.candidate import Candidate
-from automl.costs import compute_costs
+from automl.cache import ScoreCache
 from automl.errors import AutomlError, TrialFailed
+from automl.evaluation import Evaluations
 from automl.evaluators import EvalContext, EvalResult, Evaluator
+from automl.record import TrialRecord, failure_record, pruned_record, record_candidate, record_outcome
 from automl.registry import get_registry
 from automl.space import SearchSpace
 from automl.storage import open_storage
+
+if TYPE_CHECKING:
+    from automl.candidate import Candidate
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 SPACE_ATTR = "automl.space"
 RAW_ATTR = "automl.raw"
 
+logger = logging.getLogger("automl")
+
+
+def failure_reason(err: BaseException) -> str:
+    """What a failed trial's record says for an exception (a ``TrialFailed`` message as it is)."""
+    if isinstance(err, TrialFailed):
+        return str(err)
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(err, SystemExit):
+        return f"interrupted: the evaluation called sys.exit({err.code!r})"
+    return f"{type(err).__name__}: {err}"
+
 
 class StudyRunner:
-    """Runs a search space against one Optuna study.
+    """Runs a search space against one Optuna study; the ``SearchContext`` strategies receive.
 
-    Every trial records these user attributes:
-
-    - ``candidate``: ``{"id", "arch", "arch_kind"}`` (set as soon as the candidate is sampled);
-    - ``result``: ``{"scores", "costs", "info", "reasons", "duration_s", "cached"}``;
-    - ``failure``: the reason, for failed trials;
-    - any attributes a strategy passes (``stage`` and the like).
-
-    ``automl.records.trial_record`` flattens them into ``score.*``/``cost.*`` columns.
+    Every trial carries a ``TrialRecord`` (see ``automl.record``). ``options`` are settings the
+    command line passes to strategies (``ray_address``).
     """
 
     def __init__(
@@ -48,23 +59,24 @@ class StudyRunner:
         cache: ScoreCache | str | bool | None = True,
         device: str | None = None,
         sampler_seed: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.space = space
         self.seed = space.study.seed if seed is None else seed
         # Several processes sharing one study need different sampler seeds but the same evaluation seed.
         self.sampler_seed = self.seed if sampler_seed is None else sampler_seed
         self.device = device
+        self.options: Mapping[str, Any] = dict(options or {})
         if cache is True or cache is None:
             cache = ScoreCache()
         elif isinstance(cache, str):
             cache = ScoreCache(cache)
         self.cache: ScoreCache | None = None if cache is False else cache
+        self.evaluations = Evaluations(space.task, seed=self.seed, cache=self.cache)
         self.storage = open_storage(storage)
         self.study_name = study_name or space.study.name
         self.study = self._open_study()
-        self.last_candidate: Candidate | None = None
         self._progress: _Progress | None = None
-        self._data_fingerprint: str | None = None
 
     def _open_study(self) -> optuna.Study:
         try:
@@ -110,12 +122,14 @@ class StudyRunner:
             if self.space.strategy is not None:
                 self.space.strategy.run(self, budget)
             else:
-                callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [self._after_trial]
-                if n_trials is None:
-                    callbacks.append(optuna.study.MaxTrialsCallback(self.space.study.n_trials, states=FINISHED))
-                self.study.optimize(
-                    self.objective, n_trials=budget, timeout=timeout, catch=(Exception,), callbacks=callbacks
-                )
+                deadline = None if timeout is None else time.monotonic() + timeout
+                for _ in range(budget):
+                    # Other processes may share the study: the total budget is checked before each trial.
+                    if n_trials is None and self.remaining() <= 0:
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    self.run_trial()
         finally:
             if progress:
                 progress.close()
@@ -129,139 +143,67 @@ class StudyRunner:
         evaluator: Evaluator | None = None,
         attrs: Mapping[str, Any] | None = None,
     ) -> FrozenTrial:
-        """Evaluate one candidate as a recorded trial and return the stored trial.
+        """Sample (or fix), evaluate and record one candidate as a trial; return the stored trial.
 
         ``params`` fixes the candidate (prefixed parameter names, as ``SearchSpace.candidate`` takes);
         ``evaluator`` replaces the space's (a strategy's oracle); ``attrs`` are extra user attributes.
+        An exception fails the trial with its reason and the search goes on; an interruption
+        (Ctrl-C, ``sys.exit`` in a plugin) fails the trial as interrupted and is raised again.
         """
         if params:
             # An enqueued trial is the public way to fix a candidate: the next ask() pops it and every
             # dimension's suggest returns exactly these values.
             self.study.enqueue_trial(dict(params), skip_if_exists=False)
         trial = self.study.ask()
-        state, values = TrialState.COMPLETE, None
-        try:
-            values = self.objective(trial, evaluator=evaluator, attrs=attrs)
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
-        except Exception:  # noqa: BLE001 - the reason is stored on the trial; the search goes on
-            state = TrialState.FAIL
-        frozen = self.study.tell(
-            trial, values if state == TrialState.COMPLETE else None, state=state, skip_if_finished=True
-        )
-        self._after_trial(self.study, frozen)
-        return frozen
-
-    def objective(
-        self,
-        trial: optuna.trial.BaseTrial,
-        *,
-        evaluator: Evaluator | None = None,
-        attrs: Mapping[str, Any] | None = None,
-    ) -> list[float]:
-        """Sample, evaluate and record one trial; returns the objective values."""
         start = time.perf_counter()
         evaluator = evaluator or self.space.evaluator
+        context = EvalContext(trial, seed=self.seed, device=self.device, space=self.space)
         candidate: Candidate | None = None
-        context = EvalContext(trial, seed=self.seed, device=self.device)
+        state, values, interrupted = TrialState.FAIL, None, None
         try:
             for key, value in (attrs or {}).items():
                 trial.set_user_attr(key, value)
             candidate = self.space.sample(trial)
             candidate.seed = self.seed
-            self.last_candidate = candidate
-            trial.set_user_attr(
-                "candidate",
-                {
-                    "id": candidate.id,
-                    "arch": candidate.attrs.get("arch"),
-                    "arch_kind": candidate.attrs.get("arch_kind"),
-                    "arch_key": candidate.arch_key,
-                },
-            )
-            result, cached = self.evaluate(candidate, evaluator, context)
-            record = {
-                "scores": _jsonable(result.scores),
-                "costs": _jsonable(result.info.get("costs", {})),
-                "info": {k: v for k, v in result.info.items() if k != "costs"},
-                "reasons": result.reasons,
-                "duration_s": round(time.perf_counter() - start, 6),
-                "cached": cached,
-            }
-            trial.set_user_attr("result", record)
-            return self.objective_values(result)
+            record_candidate(trial, candidate)
+            result, cached = self.evaluations.evaluate(candidate, evaluator, context)
+            record = TrialRecord.of_result(result, cached=cached, duration_s=time.perf_counter() - start)
+            try:
+                values = self.objective_values(result)
+                state = TrialState.COMPLETE
+            except TrialFailed as err:
+                record.failure = str(err)
+            record_outcome(trial, record)
         except optuna.TrialPruned as pruned:
-            trial.set_user_attr(
-                "result",
-                {
-                    "scores": {},
-                    "costs": {},
-                    "info": {"curve": context.curve},
-                    "reasons": {},
-                    "duration_s": round(time.perf_counter() - start, 6),
-                    "cached": False,
-                    "pruned": str(pruned),
-                },
+            state = TrialState.PRUNED
+            record_outcome(
+                trial, pruned_record(str(pruned), curve=context.curve, duration_s=time.perf_counter() - start)
             )
-            raise
         except BaseException as err:
-            reason = str(err) if isinstance(err, TrialFailed) else f"{type(err).__name__}: {err}"
-            if isinstance(err, KeyboardInterrupt):
-                reason = "interrupted"
-            trial.set_user_attr("failure", reason)
-            if context.curve:
-                trial.set_user_attr(
-                    "result",
-                    {
-                        "scores": {},
-                        "costs": {},
-                        "info": {"curve": context.curve},
-                        "reasons": {},
-                        "cached": False,
-                        "duration_s": round(time.perf_counter() - start, 6),
-                    },
-                )
-            raise
+            if not isinstance(err, Exception):
+                interrupted = err
+            reason = failure_reason(err)
+            record_outcome(trial, failure_record(reason, curve=context.curve, duration_s=time.perf_counter() - start))
+            logger.debug("trial %d failed", trial.number, exc_info=True)
+        frozen = self.study.tell(trial, values, state=state, skip_if_finished=True)
+        if frozen.state == TrialState.FAIL:
+            logger.warning("trial %d failed: %s", frozen.number, TrialRecord.read(frozen).failure)
+        self.trial_finished(frozen, candidate)
+        if interrupted is not None:
+            raise interrupted
+        return frozen
 
-    def evaluate(
-        self, candidate: Candidate, evaluator: Evaluator | None = None, context: EvalContext | None = None
-    ) -> tuple[EvalResult, bool]:
-        """Evaluate ``candidate`` (from the score cache when possible); returns the result and whether cached."""
+    def evaluate(self, candidate: Candidate, evaluator: Evaluator | None = None) -> tuple[EvalResult, bool]:
+        """Evaluate ``candidate`` without recording a trial (from the score cache when possible)."""
         evaluator = evaluator or self.space.evaluator
-        context = context or EvalContext(None, seed=self.seed, device=self.device)
-        key = None
-        if self.cache is not None and evaluator.cacheable:
-            key = cache_key(candidate.id, evaluator.settings_key(), self.data_fingerprint(), self.seed)
-            hit = self.cache.get(key)
-            if hit is not None:
-                return hit, True
-        result = EvalResult.coerce(evaluator.evaluate(candidate, context))
-        if "costs" not in result.info:
-            result.info["costs"] = compute_costs(candidate.build_model(), candidate.task.example_input())
-        if context.curve and "curve" not in result.info:
-            result.info["curve"] = context.curve
-        if key is not None:
-            self.cache.put(
-                key,
-                candidate_id=candidate.id,
-                evaluator=evaluator.name,
-                data=self.data_fingerprint(),
-                seed=self.seed,
-                result=result,
-            )
-        return result, False
-
-    def data_fingerprint(self) -> str:
-        if self._data_fingerprint is None:
-            self._data_fingerprint = self.space.task.fingerprint()
-        return self._data_fingerprint
+        context = EvalContext(None, seed=self.seed, device=self.device, space=self.space)
+        return self.evaluations.evaluate(candidate, evaluator, context)
 
     def objective_values(self, result: EvalResult) -> list[float]:
         """The objective values of ``result`` in the space's order; ``TrialFailed`` for a missing or NaN one."""
         values = []
-        costs = result.info.get("costs", {})
         for metric in self.space.metrics:
-            value = result.scores.get(metric, costs.get(metric))
+            value = result.value(metric)
             if value is None:
                 raise TrialFailed(
                     f"the evaluator returned no {metric!r} (it returned {', '.join(result.scores) or 'nothing'})"
@@ -272,23 +214,14 @@ class StudyRunner:
             values.append(float(value))
         return values
 
-    def trial_finished(self, trial: FrozenTrial, candidate: Candidate | None = None) -> None:
+    def trial_finished(self, trial: FrozenTrial, candidate: Candidate | None) -> None:
         """Tell the observers (the ``trial_finished`` hook, the progress bar) that ``trial`` ended.
 
         Runners that record trials themselves (strategies, the Ray Tune searcher) call it after each tell.
         """
-        candidate = candidate if candidate is not None else self.last_candidate
         get_registry().hook.trial_finished(study=self.study, trial=trial, candidate=candidate)
-        self.last_candidate = None
         if self._progress is not None:
             self._progress(self.study, trial)
-
-    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.trial_finished(trial)
-
-
-def _jsonable(values: Mapping[str, float]) -> dict[str, float | None]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
 
 class _Progress:
@@ -356,17 +289,17 @@ def evaluate(
 ) -> EvalResult:
     """Score one candidate with an evaluator (an instance, a name, or a table in the file's shape).
 
-    The cost figures are in ``result.info["costs"]``. Nothing is recorded or cached.
+    The cost figures are in ``result.costs``. Nothing is recorded or cached.
     """
+    from automl.evaluation import run_evaluator
+
     if isinstance(evaluator, str):
         evaluator = {"name": evaluator}
     if isinstance(evaluator, Mapping):
         cls = get_registry().get("evaluators", evaluator.get("name", ""), key="evaluator.name")
         evaluator = cls.configure(evaluator, key="evaluator")
     candidate.seed = seed
-    result = EvalResult.coerce(evaluator.evaluate(candidate, EvalContext(None, seed=seed, device=device)))
-    result.info.setdefault("costs", compute_costs(candidate.build_model(), candidate.task.example_input()))
-    return result
+    return run_evaluator(candidate, evaluator, EvalContext(None, seed=seed, device=device))
 
 
 def trials_in(study: optuna.Study, states: Sequence[TrialState] = FINISHED) -> list[FrozenTrial]:

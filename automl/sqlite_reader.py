@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy.engine
 from optuna.distributions import BaseDistribution, json_to_distribution
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 KNOWN_SCHEMAS = ("v3.2.0.a",)
@@ -36,12 +36,10 @@ class StudyCounts(NamedTuple):
 
 
 def sqlite_url(storage: str | BaseStorage | None) -> str | None:
-    """The ``sqlite:`` URL behind ``storage`` (a URL or an opened Optuna storage), else ``None``."""
+    """The ``sqlite:`` URL behind ``storage`` (a URL or an opened ``RDBStorage``), else ``None``."""
     if isinstance(storage, str) or storage is None:
         return storage if storage and storage.startswith("sqlite:") else None
-    # Optuna wraps an RDBStorage in a cache when a study is loaded; the URL is on the RDBStorage.
-    backend = getattr(storage, "_backend", storage)
-    url = getattr(backend, "url", None)
+    url = storage.url if isinstance(storage, RDBStorage) else None
     return url if isinstance(url, str) and url.startswith("sqlite:") else None
 
 

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.record import TrialRecord
 from automl.records import study_metrics, study_overviews, trial_record
 from automl.report import format_value as _format_value
 from automl.sqlite_reader import read_sqlite_trials, sqlite_url
@@ -335,7 +336,7 @@ def _finite(value: Any) -> bool:
 # -- one trial -------------------------------------------------------------------------------------
 def architecture_drawing(study: optuna.Study, trial: FrozenTrial) -> str:
     """The trial's architecture drawn as text through the study's space; the arch string if that fails."""
-    arch = (trial.user_attrs.get("candidate") or {}).get("arch")
+    arch = TrialRecord.read(trial).candidate.arch
     raw = study.user_attrs.get("automl.raw")
     if raw and trial.params:
         try:

@@ -67,6 +67,8 @@ def test_third_party_plugin_is_usable_from_a_file_and_a_broken_one_is_skipped(tm
     site = tmp_path / "site"
     install_fake_distribution(site, "automl_width", "automl_width", PLUGIN_SOURCE, "width")
     install_fake_distribution(site, "automl_broken", "automl_broken", "raise ImportError('missing gizmo')\n", "broken")
+    typo = "import automl\n\n@automl.hookimpl\ndef register_proxys(register):\n    pass\n"
+    install_fake_distribution(site, "automl_typo", "automl_typo", typo, "typo")
     space = tmp_path / "space.toml"
     space.write_text(
         textwrap.dedent("""
@@ -97,6 +99,7 @@ def test_third_party_plugin_is_usable_from_a_file_and_a_broken_one_is_skipped(tm
     assert "width 0.3 (entry point automl_width (automl_width))" in listing.stdout
     assert "dimensions: nb201_width" in listing.stdout
     assert "broken: FAILED TO LOAD (ImportError: missing gizmo)" in listing.stdout
+    assert "typo: FAILED TO LOAD (implements unknown hook(s) register_proxys" in listing.stdout
 
     result = run_cli(["run", str(space), "--storage", f"sqlite:///{tmp_path}/s.db", "--quiet"], site, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -154,9 +157,30 @@ def test_registration_without_name_and_misspelled_hook():
         def register_proxys(register):
             pass
 
-    registry.add_plugin(Misspelled(), "typo", "test", "0")
-    with pytest.raises(Exception, match="register_proxys"):
-        registry.manager.check_pending()
+    # A misspelled hook is reported for its plugin alone; the registry (and every command) still works.
+    assert not registry.add_plugin(Misspelled(), "typo", "test", "0")
+    assert registry.failures[-1][0] == "typo" and "unknown hook(s) register_proxys" in registry.failures[-1][1]
+    assert "typo" not in registry.plugins
+    registry.manager.check_pending()
+
+
+def test_a_plugin_class_missing_an_abstract_method_is_refused():
+    registry = get_registry()
+
+    class NoScore(automl.Proxy):
+        name = "no_score"
+
+    class Plugin:
+        @staticmethod
+        @automl.hookimpl
+        def register_proxies(register):
+            register(NoScore)
+
+    assert not registry.add_plugin(Plugin(), "abstract", "test", "0")
+    assert registry.failures[-1] == ("abstract", "PluginError: proxy 'no_score' from plugin 'abstract' does not implement score")
+    assert "no_score" not in registry.names("proxies")
+    with pytest.raises(TypeError):
+        NoScore()
 
 
 def test_builtins_load_once_and_can_be_disabled(monkeypatch):

@@ -311,7 +311,7 @@ def test_proxy_options_are_validated_with_their_key():
 def test_rank_aggregate_is_the_mean_position_within_the_reference_pool():
     space = tiny_space(["params", "synflow"], aggregate=["params", "synflow"], aggregate_pool=4)
     assert "aggregate" in space.evaluator.metrics()
-    context = EvalContext(None, seed=0, device="cpu")
+    context = EvalContext(None, seed=0, device="cpu", space=space)
     result = space.evaluator.evaluate(space.candidate_from_arch(GOOD_CELL), context)
     pool = space.evaluator._reference_pool(context)
     expected = np.mean(

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from automl.errors import AutomlError
+from automl.record import TrialRecord
 from automl_tui.data import StudyTrials, format_value
 from automl_tui.search_process import SearchProcess, SearchRequest, search_files, validate_request
 
@@ -190,7 +191,7 @@ class NewSearchScreen(Screen):
                         t.number,
                         t.state.name,
                         format_value(t.values[0]) if t.values else "-",
-                        (t.user_attrs.get("candidate") or {}).get("arch") or "-",
+                        TrialRecord.read(t).candidate.arch or "-",
                     )
                     for t in self.watched.trials[-200:]
                 ]

@@ -9,6 +9,7 @@ a fixed random reference pool of the space's architectures, so proxies of differ
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import time
 from typing import Any
@@ -63,14 +64,13 @@ class ProxyEvaluator(Evaluator):
         for i, name in enumerate(settings["aggregate"]):
             if name not in names:
                 raise SpaceError(f"aggregate proxy {name!r} is not in proxies", key=f"aggregate[{i}]", allowed=names)
-        self._space = None
-        self._pool: dict[str, list[float]] | None = None
+        # Reference pools already scored, by (space, seed): a pool costs many evaluations.
+        self._pools: dict[str, dict[str, list[float]]] = {}
 
     def metrics(self) -> list[str]:
         return list(self.settings["proxies"]) + ([AGGREGATE] if self.settings["aggregate"] else [])
 
     def validate(self, space) -> None:
-        self._space = space
         found = space.architecture
         if found is None:
             if self.settings["aggregate"]:
@@ -155,17 +155,22 @@ class ProxyEvaluator(Evaluator):
 
     # -- rank aggregate ----------------------------------------------------------------------------
     def _reference_pool(self, context) -> dict[str, list[float]]:
-        if self._pool is None:
-            if self._space is None:
-                raise SpaceError(
-                    "the aggregate needs the search space: configure the evaluator through a space",
-                    key="evaluator.aggregate",
-                )
+        space = context.space
+        if space is None:
+            raise SpaceError(
+                "the aggregate ranks a candidate within a pool sampled from its search space: evaluate it "
+                "through a space (a study, or an EvalContext with space=...)",
+                key="evaluator.aggregate",
+            )
+        key = json.dumps(
+            [space.raw.get("task"), space.raw.get("dimensions"), context.seed], sort_keys=True, default=str
+        )
+        if key not in self._pools:
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.settings["aggregate_seed"]))
             wanted = [p for p in self.proxies if p.name in self.settings["aggregate"]]
             pool: dict[str, list[float]] = {p.name: [] for p in wanted}
             for _ in range(self.settings["aggregate_pool"]):
-                member = self._space.sample(study.ask())
+                member = space.sample(study.ask())
                 member.seed = context.seed
                 batch = member.task.batch(self.settings["batch_size"], seed=context.seed).to(context.device)
                 with torch.random.fork_rng(devices=[]):
@@ -174,8 +179,8 @@ class ProxyEvaluator(Evaluator):
                 for name, value in values.items():
                     if not math.isnan(value):
                         pool[name].append(value)
-            self._pool = {name: sorted(values) for name, values in pool.items()}
-        return self._pool
+            self._pools[key] = {name: sorted(values) for name, values in pool.items()}
+        return self._pools[key]
 
     def _aggregate(self, scores: dict[str, float], context) -> tuple[float, str | None]:
         pool = self._reference_pool(context)

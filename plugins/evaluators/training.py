@@ -191,7 +191,6 @@ class TrainingEvaluator(Evaluator):
         "trains each candidate for a few epochs (its loss, masks and fake quantization), reporting "
         "validation accuracy per epoch to the pruner"
     )
-    needs_training = True
     options = TRAINING_OPTIONS
 
     def metrics(self) -> list[str]:

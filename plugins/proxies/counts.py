@@ -19,8 +19,6 @@ class FlopsProxy(Proxy):
     name = "flops"
     description = "multiply-accumulates of Conv and Linear layers for one input"
     applies_to = ("cell", "recurrent", "transformer")
-    needs = frozenset({"data"})
-    mode = "eval"
 
     def score(self, candidate, batch):
         model = candidate.build_model(device=batch.inputs.device)

@@ -111,7 +111,6 @@ class CellPassProxy(PassProxy):
 class GradNormProxy(CellPassProxy):
     name = "grad_norm"
     description = "Σ over Conv/Linear layers of ‖∂L/∂W‖_F (train mode, one backward)"
-    needs = frozenset({"data", "labels", "gradients"})
     requires = frozenset({"weight_grads"})
 
     def read(self, shared):
@@ -122,7 +121,6 @@ class GradNormProxy(CellPassProxy):
 class SnipProxy(CellPassProxy):
     name = "snip"
     description = "Σ |W ⊙ ∂L/∂W| over Conv/Linear weights (connection sensitivity)"
-    needs = frozenset({"data", "labels", "gradients"})
     requires = frozenset({"weight_grads"})
 
     def read(self, shared):
@@ -134,7 +132,6 @@ class SnipProxy(CellPassProxy):
 class GraspProxy(CellPassProxy):
     name = "grasp"
     description = "Σ −W ⊙ (H g) over Conv/Linear weights, H·g by double backward"
-    needs = frozenset({"data", "labels", "gradients"})
     requires = frozenset({"hessian_grad"})
 
     def read(self, shared):
@@ -146,7 +143,6 @@ class GraspProxy(CellPassProxy):
 class FisherProxy(CellPassProxy):
     name = "fisher"
     description = "Σ over output channels of ½·mean_n(Σ_pos act·∂L/∂act)², counted once per weight of the channel"
-    needs = frozenset({"data", "labels", "gradients"})
     requires = frozenset({"activation_grads"})
 
     def read(self, shared):
@@ -170,7 +166,6 @@ class FisherProxy(CellPassProxy):
 class JacobCovProxy(CellPassProxy):
     name = "jacob_cov"
     description = "−Σ[log(λ+k) + 1/(λ+k)] of the correlation of per-sample input Jacobians (train mode)"
-    needs = frozenset({"data"})
     requires = frozenset({"input_jacobian"})
 
     def read(self, shared):
@@ -184,7 +179,6 @@ class JacobCovProxy(CellPassProxy):
 class NwotProxy(CellPassProxy):
     name = "nwot"
     description = "log|K|, K = Σ over ReLUs of the Hamming-agreement kernel of binary activation codes"
-    needs = frozenset({"data"})
     requires = frozenset({"relu_codes"})
 
     def read(self, shared):

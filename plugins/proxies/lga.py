@@ -62,7 +62,6 @@ class LgaProxy(Proxy):
     name = "lga"
     description = "label-gradient alignment of the empirical NTK, at init or after a few SGD steps"
     applies_to = ("cell", "transformer")
-    needs = frozenset({"data", "labels", "gradients", "training"})
     options = {
         "steps": Option(int, default=0, min=0, help="SGD steps on the training split before measuring"),
         "epochs": Option(float, default=0.0, min=0.0, help="training in epochs (added to steps)"),

@@ -37,8 +37,6 @@ class HiddenCovProxy(Proxy):
     name = "hidden_cov"
     description = "−Σ[log(λ+k) + 1/(λ+k)] of the correlation of a recurrent layer's hidden units (eval mode)"
     applies_to = ("recurrent",)
-    needs = frozenset({"data", "hidden_states"})
-    mode = "eval"
     options = {
         "layer": Option(int, default=1, min=1, help="recurrent layer (1 = first)"),
         "constant_units": Option(

@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from automl import Command, EvalContext, SearchSpace, SpaceError
-from automl.cache import ScoreCache, cache_key
+from automl.cache import ScoreCache
 from automl.errors import AutomlError
+from automl.evaluation import Evaluations
 
 ARCH_KEYS = ("hidden_size", "encoder_layers")
 
@@ -139,9 +140,9 @@ def score_architectures(
         store = ScoreCache(cache)
     else:
         store = cache if isinstance(cache, ScoreCache) else None
-    data = scoring.task.fingerprint() if store is not None else ""
+    evaluations = Evaluations(scoring.task, seed=seed, cache=store)
     evaluator = scoring.evaluator
-    context = EvalContext(None, seed=seed, device=device)
+    context = EvalContext(None, seed=seed, device=device, space=scoring)
     rows = []
     for i, line in enumerate(architectures):
         text = _arch_text(line)
@@ -150,14 +151,8 @@ def score_architectures(
         except SpaceError as err:
             raise SpaceError(f"line {i + 1}: {err.message}", source=source) from None
         candidate.seed = seed
-        result = None
-        key = cache_key(candidate.id, evaluator.settings_key(), data, seed) if store is not None else None
-        if store is not None:
-            result = store.get(key)
-        if result is None:
-            result = evaluator.evaluate(candidate, context)
-            if store is not None:
-                store.put(key, candidate_id=candidate.id, evaluator=evaluator.name, data=data, seed=seed, result=result)
+        # Proxy values only: cost figures are filled into these cache entries when a search needs them.
+        result, _ = evaluations.evaluate(candidate, evaluator, context, costs=False)
         row: dict[str, Any] = {"arch": line.strip()}
         row.update({name: result.scores.get(name, math.nan) for name in proxies})
         row.update({f"reason.{name}": why for name, why in result.reasons.items()})

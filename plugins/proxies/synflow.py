@@ -19,7 +19,6 @@ class SynflowProxy(Proxy):
     name = "synflow"
     description = "synaptic flow: Σ|θ ⊙ ∂R/∂θ| of the |θ| network on an all-ones input"
     applies_to = ("cell",)
-    needs = frozenset()
 
     def score(self, candidate, batch):
         model = candidate.build_model()

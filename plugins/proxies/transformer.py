@@ -66,8 +66,6 @@ class WpcaProxy(Proxy):
     name = "wpca"
     description = "parameters × Σ over feed-forward blocks of the PCA components holding η of the variance"
     applies_to = ("transformer",)
-    needs = frozenset({"data"})
-    mode = "eval"
     options = {
         "eta": Option(float, default=0.99, min=0.0, max=1.0, help="share of variance the components hold"),
         "reduce": Option(str, default="sum", choices=REDUCTIONS, help="over feed-forward blocks"),
@@ -221,7 +219,6 @@ class HeadConfidenceProxy(TransformerPassProxy):
     description = (
         "Σ over token-mixing projections (queries, keys, values…) of the mean of their largest value over tokens"
     )
-    needs = frozenset({"data"})
     options: ClassVar[dict[str, Option]] = {
         **TransformerPassProxy.options,
         "source": Option(
@@ -255,7 +252,6 @@ class HeadConfidenceProxy(TransformerPassProxy):
 class SoftmaxConfidenceProxy(TransformerPassProxy):
     name = "softmax_confidence"
     description = "Σ over attention modules of the mean largest attention probability across heads"
-    needs = frozenset({"data"})
     requires = frozenset({"attention"})
 
     def read(self, shared):
@@ -266,7 +262,6 @@ class SoftmaxConfidenceProxy(TransformerPassProxy):
 class ActivationDistanceProxy(TransformerPassProxy):
     name = "activation_distance"
     description = "Σ over feed-forward blocks of the Hamming-agreement kernel total of tokens' activation codes"
-    needs = frozenset({"data"})
     requires = frozenset({"ffn_codes"})
 
     def read(self, shared):
@@ -282,7 +277,6 @@ class ActivationDistanceProxy(TransformerPassProxy):
 class SynapticSaliencyProxy(TransformerPassProxy):
     name = "synaptic_saliency"
     description = "Σ |W ⊙ ∂(Σ encoder states)/∂W| over the feed-forward Linear layers"
-    needs = frozenset({"data", "gradients"})
     requires = frozenset({"saliency"})
 
     def read(self, shared):

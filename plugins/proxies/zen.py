@@ -35,7 +35,6 @@ class ZenProxy(Proxy):
     name = "zen"
     description = "log E‖f(x) − f(x + γε)‖ of pre-pooling features + Σ_BN log √mean(running var)"
     applies_to = ("cell",)
-    needs = frozenset()
     options = {
         "gamma": Option(float, default=0.01, min=0.0, help="size of the input perturbation"),
         "repeats": Option(int, default=1, min=1, help="independent draws averaged"),

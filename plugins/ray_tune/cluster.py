@@ -10,15 +10,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-ADDRESS_ENV = "AUTOML_RAY_ADDRESS"
 # Ray keeps Unix sockets under its temp folder; their paths must fit in 107 bytes, and Ray appends
 # about 60 characters (session_<date>_<pid>/sockets/plasma_store) to the folder it is given.
 _MAX_TEMP_DIR = 45
 
 
-def resolve_address(address: str | None) -> str | None:
-    """The cluster to join: ``$AUTOML_RAY_ADDRESS`` (set by ``automl run --ray-address``) or the file's."""
-    return os.environ.get(ADDRESS_ENV) or address or None
+def resolve_address(address: str | None, given: str | None = None) -> str | None:
+    """The cluster to join: ``given`` (``automl run --ray-address``) before the file's ``address``."""
+    return given or address or None
 
 
 @contextlib.contextmanager

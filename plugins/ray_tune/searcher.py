@@ -25,17 +25,17 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from automl.cache import cache_key
 from automl.candidate import Candidate
 from automl.errors import TrialFailed
 from automl.evaluators import EvalResult, Evaluator
-from automl_plugins.ray_tune.records import candidate_attr, failure_reason, result_record
+from automl.record import TrialRecord, failure_record, pruned_record, record_candidate, record_outcome
+from automl.runner import failure_reason
 from automl_plugins.ray_tune.worker import ATTRS, FINAL, PAYLOAD, STEP, VALUE
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from automl.runner import StudyRunner
+    from automl.strategies import SearchContext
 
 
 @dataclass
@@ -57,7 +57,7 @@ class _OpenTrial:
 
 
 class StudySearcher(Searcher):
-    """A Ray Tune ``Searcher`` that records every trial in ``runner``'s study.
+    """A Ray Tune ``Searcher`` that records every trial in the search's study (``context``).
 
     ``n_trials`` trials are asked at most (a score-cache hit is recorded at once and counts); with
     ``planned`` the candidates are those, in order, instead of the sampler's. ``attrs`` are set on every
@@ -66,7 +66,7 @@ class StudySearcher(Searcher):
 
     def __init__(
         self,
-        runner: StudyRunner,
+        context: SearchContext,
         *,
         n_trials: int,
         evaluator: Evaluator,
@@ -77,8 +77,8 @@ class StudySearcher(Searcher):
         device: str | None = None,
     ) -> None:
         super().__init__()
-        self.runner = runner
-        self.study = runner.study
+        self.context = context
+        self.study = context.study
         self.n_trials = n_trials if planned is None else min(n_trials, len(planned))
         self.evaluator = evaluator
         self.evaluator_raw = dict(evaluator_raw) if evaluator_raw is not None else None
@@ -108,13 +108,13 @@ class StudySearcher(Searcher):
             try:
                 for key, value in attrs.items():
                     trial.set_user_attr(key, value)
-                candidate = self.runner.space.sample(trial)
-                candidate.seed = self.runner.seed
-                trial.set_user_attr("candidate", candidate_attr(candidate))
+                candidate = self.context.space.sample(trial)
+                candidate.seed = self.context.seed
+                record_candidate(trial, candidate)
             except Exception as err:  # noqa: BLE001 - a dimension failing fails this trial only
                 self._fail(trial, None, failure_reason(err), started)
                 continue
-            cached = self._cached(candidate)
+            cached = self.context.evaluations.lookup(candidate, self.evaluator)
             if cached is not None:
                 self._complete(
                     _OpenTrial(trial, candidate, started),
@@ -125,9 +125,9 @@ class StudySearcher(Searcher):
                 continue
             self.open[trial_id] = _OpenTrial(trial, candidate, started)
             return {
-                "space": self.runner.space.raw,
+                "space": self.context.space.raw,
                 "params": dict(candidate.params),
-                "seed": self.runner.seed,
+                "seed": self.context.seed,
                 "evaluator": self.evaluator_raw,
                 "device": self.device,
                 "optuna_trial": trial.number,
@@ -235,15 +235,6 @@ class StudySearcher(Searcher):
             self._fail(current.trial, current.candidate, reason, current.started)
 
     # -- recording -----------------------------------------------------------------------------------
-    def _cached(self, candidate: Candidate) -> EvalResult | None:
-        cache = self.runner.cache
-        if cache is None or not self.evaluator.cacheable:
-            return None
-        return cache.get(self._cache_key(candidate))
-
-    def _cache_key(self, candidate: Candidate) -> str:
-        return cache_key(candidate.id, self.evaluator.settings_key(), self.runner.data_fingerprint(), self.runner.seed)
-
     def _complete(
         self,
         current: _OpenTrial,
@@ -254,40 +245,25 @@ class StudySearcher(Searcher):
         ray: Mapping[str, Any] | None = None,
     ) -> None:
         trial = current.trial
-        trial.set_user_attr("result", result_record(result, cached=cached, duration_s=duration_s))
+        record = TrialRecord.of_result(result, cached=cached, duration_s=duration_s)
         if ray:
             trial.set_user_attr("ray", dict(ray))
         try:
-            values = self.runner.objective_values(result)
+            values = self.context.objective_values(result)
         except TrialFailed as err:
-            self._fail(trial, current.candidate, str(err), current.started, keep_result=True)
+            record.failure = str(err)
+            record_outcome(trial, record)
+            self._tell(trial, current.candidate, TrialState.FAIL, None)
             return
-        if not cached and self.runner.cache is not None and self.evaluator.cacheable:
-            self.runner.cache.put(
-                self._cache_key(current.candidate),
-                candidate_id=current.candidate.id,
-                evaluator=self.evaluator.name,
-                data=self.runner.data_fingerprint(),
-                seed=self.runner.seed,
-                result=result,
-            )
+        record_outcome(trial, record)
+        if not cached:
+            self.context.evaluations.store(current.candidate, self.evaluator, result)
         self._tell(trial, current.candidate, TrialState.COMPLETE, values)
 
     def _pruned(self, current: _OpenTrial, reason: str, duration_s: float | None = None) -> None:
-        trial = current.trial
-        trial.set_user_attr(
-            "result",
-            {
-                "scores": {},
-                "costs": {},
-                "info": {"curve": current.curve},
-                "reasons": {},
-                "duration_s": round(duration_s if duration_s is not None else time.perf_counter() - current.started, 6),
-                "cached": False,
-                "pruned": reason,
-            },
-        )
-        self._tell(trial, current.candidate, TrialState.PRUNED, None)
+        duration = duration_s if duration_s is not None else time.perf_counter() - current.started
+        record_outcome(current.trial, pruned_record(reason, curve=current.curve, duration_s=duration))
+        self._tell(current.trial, current.candidate, TrialState.PRUNED, None)
 
     def _fail(
         self,
@@ -298,21 +274,9 @@ class StudySearcher(Searcher):
         *,
         curve: Sequence[float] | None = None,
         duration_s: float | None = None,
-        keep_result: bool = False,
     ) -> None:
-        trial.set_user_attr("failure", reason)
-        if curve and not keep_result:
-            trial.set_user_attr(
-                "result",
-                {
-                    "scores": {},
-                    "costs": {},
-                    "info": {"curve": list(curve)},
-                    "reasons": {},
-                    "cached": False,
-                    "duration_s": round(duration_s if duration_s is not None else time.perf_counter() - started, 6),
-                },
-            )
+        duration = duration_s if duration_s is not None else time.perf_counter() - started
+        record_outcome(trial, failure_record(reason, curve=list(curve or []), duration_s=duration))
         self._tell(trial, candidate, TrialState.FAIL, None)
 
     def _tell(
@@ -320,7 +284,7 @@ class StudySearcher(Searcher):
     ) -> None:
         frozen = self.study.tell(trial, values, state=state, skip_if_finished=True)
         self.finished.append(frozen)
-        self.runner.trial_finished(frozen, candidate)
+        self.context.trial_finished(frozen, candidate)
 
 
 def _ray_error(ray_trial: Trial | None) -> str:

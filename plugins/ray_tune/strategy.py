@@ -19,8 +19,8 @@ from automl_plugins.ray_tune.cluster import cluster_gpus, ray_session, resolve_a
 from automl_plugins.ray_tune.worker import ITERATION, VALUE, automl_trial
 
 if TYPE_CHECKING:
-    from automl.runner import StudyRunner
     from automl.space import SearchSpace
+    from automl.strategies import SearchContext
     from automl_plugins.ray_tune.searcher import PlannedTrial
 
 # Ray Tune schedulers that work on a stream of intermediate values for fixed candidates.
@@ -92,12 +92,12 @@ class RayTuneStrategy(Strategy):
     def validate(self, space: SearchSpace) -> None:
         make_scheduler(self.settings["scheduler"], self.settings["scheduler_options"], _mode(space))
 
-    def run(self, runner: StudyRunner, n_trials: int) -> None:
-        run_on_ray(runner, self.settings, n_trials=n_trials)
+    def run(self, context: SearchContext, n_trials: int) -> None:
+        run_on_ray(context, self.settings, n_trials=n_trials)
 
 
 def run_on_ray(
-    runner: StudyRunner,
+    context: SearchContext,
     settings: Mapping[str, Any],
     *,
     n_trials: int,
@@ -106,7 +106,7 @@ def run_on_ray(
     planned: Sequence[PlannedTrial] | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> list[FrozenTrial]:
-    """Run up to ``n_trials`` trials of ``runner``'s study through Ray Tune; returns them as stored.
+    """Run up to ``n_trials`` trials of the search's study through Ray Tune; returns them as stored.
 
     ``settings`` are the ``ray_tune`` options. ``evaluator`` (with the table ``evaluator_raw`` that
     rebuilds it on the workers) replaces the space's; ``planned`` fixes the candidates.
@@ -115,23 +115,28 @@ def run_on_ray(
 
     from automl_plugins.ray_tune.searcher import StudySearcher
 
-    space = runner.space
-    folder = Path(settings.get("folder") or Path("runs") / runner.study_name).absolute()
+    space = context.space
+    study_name = context.study.study_name
+    folder = Path(settings.get("folder") or Path("runs") / study_name).absolute()
     mode = _mode(space)
     scheduler = make_scheduler(settings["scheduler"], settings["scheduler_options"], mode)
     searcher = StudySearcher(
-        runner,
+        context,
         n_trials=n_trials,
         evaluator=evaluator or space.evaluator,
         evaluator_raw=evaluator_raw,
         planned=planned,
         attrs=attrs,
         scheduler_name=settings["scheduler"],
-        device=runner.device,
+        device=context.device,
     )
     if searcher.n_trials <= 0:
         return []
-    with ray_session(folder, address=resolve_address(settings.get("address")), num_cpus=settings.get("num_cpus")):
+    with ray_session(
+        folder,
+        address=resolve_address(settings.get("address"), context.options.get("ray_address")),
+        num_cpus=settings.get("num_cpus"),
+    ):
         gpus = settings.get("gpus")
         if gpus is None:
             gpus = 1.0 if cluster_gpus() >= 1 else 0.0
@@ -148,7 +153,7 @@ def run_on_ray(
                 trial_dirname_creator=_trial_folder,
             ),
             run_config=tune.RunConfig(
-                name=f"{runner.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                name=f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
                 storage_path=str(folder / "ray-results"),
                 verbose=0,
                 callbacks=[searcher.callback()],

@@ -22,14 +22,15 @@ from optuna.trial import FrozenTrial, TrialState
 from automl.costs import COST_METRICS
 from automl.errors import SpaceError
 from automl.options import Option
+from automl.record import TrialRecord, failure_record, record_candidate, record_outcome
 from automl.registry import get_registry
+from automl.runner import failure_reason
 from automl.strategies import Strategy
-from automl_plugins.ray_tune.records import candidate_attr, failure_reason, result_record
 from automl_plugins.ray_tune.strategy import RAY_OPTIONS, _mode, make_scheduler, run_on_ray
 
 if TYPE_CHECKING:
-    from automl.runner import StudyRunner
     from automl.space import SearchSpace
+    from automl.strategies import SearchContext
 
 SCREEN = "screen"
 TRAIN = "train"
@@ -78,13 +79,13 @@ class TwoStageStrategy(Strategy):
             raise err.located(prefix="screen") from None
         make_scheduler(self.settings["scheduler"], self.settings["scheduler_options"], _mode(space))
 
-    def run(self, runner: StudyRunner, n_trials: int) -> None:
-        trials = runner.study.get_trials(deepcopy=False, states=FINISHED)
+    def run(self, context: SearchContext, n_trials: int) -> None:
+        trials = context.study.get_trials(deepcopy=False, states=FINISHED)
         screened = [t for t in trials if t.user_attrs.get("stage") == SCREEN]
-        trained = {t.user_attrs.get("candidate", {}).get("id") for t in trials if t.user_attrs.get("stage") == TRAIN}
+        trained = {TrialRecord.read(t).candidate.id for t in trials if t.user_attrs.get("stage") == TRAIN}
         to_screen = min(max(0, self.settings["pool"] - len(screened)), n_trials)
         for _ in range(to_screen):
-            screened.append(self.screen_one(runner))
+            screened.append(self.screen_one(context))
         to_train = min(max(0, self.settings["top_k"] - len(trained)), n_trials - to_screen)
         best = self.ranked(screened, exclude=trained)[:to_train]
         if not best:
@@ -94,32 +95,35 @@ class TwoStageStrategy(Strategy):
         planned = [
             PlannedTrial(dict(t.params), {"screen_trial": t.number, "screen": t.user_attrs.get("screen")}) for t in best
         ]
-        run_on_ray(runner, self.settings, n_trials=len(planned), planned=planned, attrs={"stage": TRAIN})
+        run_on_ray(context, self.settings, n_trials=len(planned), planned=planned, attrs={"stage": TRAIN})
 
-    def screen_one(self, runner: StudyRunner) -> FrozenTrial:
+    def screen_one(self, context: SearchContext) -> FrozenTrial:
         """Sample a candidate, score it with the screening evaluator, record it as a screen trial."""
-        study = runner.study
+        study = context.study
         trial = study.ask()
         start = time.perf_counter()
         candidate = None
         state = TrialState.PRUNED
         try:
             trial.set_user_attr("stage", SCREEN)
-            candidate = runner.space.sample(trial)
-            candidate.seed = runner.seed
-            trial.set_user_attr("candidate", candidate_attr(candidate))
-            result, cached = runner.evaluate(candidate, self.screen_evaluator)
-            trial.set_user_attr("result", result_record(result, cached=cached, duration_s=time.perf_counter() - start))
-            value = result.scores.get(self.screen_metric, result.info.get("costs", {}).get(self.screen_metric))
+            candidate = context.space.sample(trial)
+            candidate.seed = context.seed
+            record_candidate(trial, candidate)
+            result, cached = context.evaluate(candidate, self.screen_evaluator)
+            record = TrialRecord.of_result(result, cached=cached, duration_s=time.perf_counter() - start)
+            value = result.value(self.screen_metric)
             if value is None or math.isnan(value):
                 reason = result.reasons.get(self.screen_metric, "no value")
-                raise ValueError(f"screen score {self.screen_metric} is missing or NaN: {reason}")
-            trial.set_user_attr(SCREEN, {"metric": self.screen_metric, "value": float(value)})
+                record.failure = f"screen score {self.screen_metric} is missing or NaN: {reason}"
+                state = TrialState.FAIL
+            else:
+                trial.set_user_attr(SCREEN, {"metric": self.screen_metric, "value": float(value)})
+            record_outcome(trial, record)
         except Exception as err:  # noqa: BLE001 - one candidate failing its screen fails that trial only
-            trial.set_user_attr("failure", failure_reason(err))
+            record_outcome(trial, failure_record(failure_reason(err), duration_s=time.perf_counter() - start))
             state = TrialState.FAIL
         frozen = study.tell(trial, None, state=state, skip_if_finished=True)
-        get_registry().hook.trial_finished(study=study, trial=frozen, candidate=candidate)
+        context.trial_finished(frozen, candidate)
         return frozen
 
     def ranked(self, screened: list[FrozenTrial], *, exclude: set[str | None]) -> list[FrozenTrial]:
@@ -130,7 +134,7 @@ class TwoStageStrategy(Strategy):
         seen: set[str | None] = set(exclude)
         best = []
         for trial in scored:
-            candidate_id = trial.user_attrs.get("candidate", {}).get("id")
+            candidate_id = TrialRecord.read(trial).candidate.id
             if candidate_id in seen:
                 continue
             seen.add(candidate_id)

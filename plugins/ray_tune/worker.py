@@ -15,10 +15,10 @@ from typing import Any
 
 import optuna
 
-from automl.costs import compute_costs
-from automl.evaluators import EvalContext, EvalResult, Evaluator
+from automl.evaluation import run_evaluator
+from automl.evaluators import EvalContext, Evaluator
+from automl.runner import failure_reason
 from automl.space import SearchSpace
-from automl_plugins.ray_tune.records import failure_reason
 
 VALUE = "value"  # the intermediate value schedulers compare
 ITERATION = "iteration"  # 1, 2, ... per intermediate value: the schedulers' default time attribute
@@ -37,8 +37,8 @@ class RayTuneContext(EvalContext):
     When the scheduler stops the trial, Ray ends the training thread inside ``tune.report``.
     """
 
-    def __init__(self, *, seed: int = 0, device: str | None = None) -> None:
-        super().__init__(None, seed=seed, device=device)
+    def __init__(self, *, seed: int = 0, device: str | None = None, space: SearchSpace | None = None) -> None:
+        super().__init__(None, seed=seed, device=device, space=space)
         self.steps: list[int] = []
         self.attrs: dict[str, Any] = {}
 
@@ -80,17 +80,13 @@ def evaluate_on_worker(config: Mapping[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     context = RayTuneContext(seed=config["seed"], device=config.get("device") or _trial_device())
     try:
-        space = space_from_raw(config["space"])
+        space = context.space = space_from_raw(config["space"])
         evaluator = evaluator_for(space, config.get("evaluator"))
         candidate = space.candidate(config["params"])
         candidate.seed = config["seed"]
-        result = EvalResult.coerce(evaluator.evaluate(candidate, context))
-        if "costs" not in result.info:
-            result.info["costs"] = compute_costs(candidate.build_model(), candidate.task.example_input())
-        if context.curve and "curve" not in result.info:
-            result.info["curve"] = context.curve
+        result = run_evaluator(candidate, evaluator, context)
         payload: dict[str, Any] = {"status": "complete", **result.to_json()}
-        first = result.scores.get(space.metrics[0], result.info["costs"].get(space.metrics[0]))
+        first = result.value(space.metrics[0])
     except optuna.TrialPruned as pruned:
         payload, first = {"status": "pruned", "reason": str(pruned)}, None
     except Exception as err:  # noqa: BLE001 - the reason goes back to the study; the search goes on

@@ -16,10 +16,11 @@ from optuna.trial import TrialState
 
 from automl import Option, SpaceError, Strategy, get_registry
 from automl.evaluators import Evaluator
+from automl.record import TrialRecord
 from automl.runner import FINISHED
 
 if TYPE_CHECKING:
-    from automl import Candidate, SearchSpace, StudyRunner
+    from automl import Candidate, SearchContext, SearchSpace
 
 DIRECTIONS = ("maximize", "minimize")
 
@@ -113,41 +114,44 @@ class OracleStrategy(Strategy):
             raise SpaceError(err.message, key=f"oracle.{key}" if key else "oracle", allowed=err.allowed) from None
 
     # -- running -----------------------------------------------------------------------------------
-    def run(self, runner: StudyRunner, n_trials: int) -> None:
-        queries = Queries(self, runner, n_trials)
+    def run(self, context: SearchContext, n_trials: int) -> None:
+        queries = Queries(self, context, n_trials)
         extra: dict[str, Any] = {}
         status = "finished"
         try:
-            self.search(runner, queries, extra)
+            self.search(context, queries, extra)
         except BudgetSpent:
             status = "stopped: this run's trials are spent; run again to continue"
+        except BaseException:
+            status = "interrupted"
+            raise
         finally:
-            self.record(runner, queries, extra, status)
+            self.record(context, queries, extra, status)
 
-    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
+    def search(self, context: SearchContext, queries: Queries, extra: dict[str, Any]) -> None:
         """Spend the queries; put what the study should remember (weights, ...) in ``extra``."""
         raise NotImplementedError
 
-    def seed_for(self, runner: StudyRunner) -> int:
-        return runner.seed if self.settings["seed"] is None else self.settings["seed"]
+    def seed_for(self, context: SearchContext) -> int:
+        return context.seed if self.settings["seed"] is None else self.settings["seed"]
 
-    def record(self, runner: StudyRunner, queries: Queries, extra: Mapping[str, Any], status: str) -> None:
+    def record(self, context: SearchContext, queries: Queries, extra: Mapping[str, Any], status: str) -> None:
         """Store the strategy's settings and outcome as ``strategy.*`` study attributes."""
-        study = runner.study
+        study = context.study
         study.set_user_attr("strategy.name", self.name)
         study.set_user_attr("strategy.settings", _jsonable(self.settings))
         study.set_user_attr("strategy.queries", f"{queries.spent} of {self.settings['budget']}")
         study.set_user_attr("strategy.status", status)
         best = queries.best_trial()
         if best is not None:
-            candidate = best.user_attrs.get("candidate", {})
+            candidate = TrialRecord.read(best).candidate
             study.set_user_attr(
                 "strategy.best",
                 {
                     "trial": best.number,
-                    "candidate": candidate.get("id"),
-                    "arch": candidate.get("arch"),
-                    runner.space.metrics[0]: best.value,
+                    "candidate": candidate.id,
+                    "arch": candidate.arch,
+                    context.space.metrics[0]: best.value,
                 },
             )
         for key, value in extra.items():
@@ -161,17 +165,17 @@ class Queries:
     looked up for free when it was queried before, else evaluated by the oracle as a new trial.
     """
 
-    def __init__(self, strategy: OracleStrategy, runner: StudyRunner, n_trials: int) -> None:
+    def __init__(self, strategy: OracleStrategy, context: SearchContext, n_trials: int) -> None:
         self.strategy = strategy
-        self.runner = runner
+        self.context = context
         self.allowed_new = n_trials
         self.budget = strategy.settings["budget"]
-        self.maximize = runner.space.directions[0] == "maximize"
+        self.maximize = context.space.directions[0] == "maximize"
         self.values: dict[str, float | None] = {}
         self.trial_numbers: dict[str, int] = {}
         self.new = 0
-        for trial in runner.study.get_trials(deepcopy=False, states=FINISHED):
-            candidate_id = (trial.user_attrs.get("candidate") or {}).get("id")
+        for trial in context.study.get_trials(deepcopy=False, states=FINISHED):
+            candidate_id = TrialRecord.read(trial).candidate.id
             if candidate_id and candidate_id not in self.values:
                 self.values[candidate_id] = trial.value if trial.state == TrialState.COMPLETE else None
                 self.trial_numbers[candidate_id] = trial.number
@@ -206,7 +210,7 @@ class Queries:
             "strategy.query": self.spent + 1,
             **{k: _attr_value(v) for k, v in (attrs or {}).items()},
         }
-        frozen = self.runner.run_trial(candidate.params, evaluator=self.strategy.oracle, attrs=trial_attrs)
+        frozen = self.context.run_trial(candidate.params, evaluator=self.strategy.oracle, attrs=trial_attrs)
         self.new += 1
         value = frozen.value if frozen.state == TrialState.COMPLETE else None
         self.values[candidate.id] = value
@@ -218,7 +222,7 @@ class Queries:
         numbers = [n for cid, n in self.trial_numbers.items() if self.values.get(cid) is not None]
         if not numbers:
             return None
-        trials = {t.number: t for t in self.runner.study.get_trials(deepcopy=False)}
+        trials = {t.number: t for t in self.context.study.get_trials(deepcopy=False)}
         return max((trials[n] for n in numbers), key=lambda t: self.utility(t.value))
 
 

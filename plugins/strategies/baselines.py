@@ -16,7 +16,7 @@ from automl_plugins.strategies.base import ORACLE_OPTIONS, OracleStrategy, Queri
 from automl_plugins.strategies.pool import Spec, random_candidates, random_value, sample_candidate
 
 if TYPE_CHECKING:
-    from automl import Candidate, SearchSpace, StudyRunner
+    from automl import Candidate, SearchContext, SearchSpace
 
 # Draws that may return already-queried candidates before a strategy gives up (a space smaller than T).
 _PATIENCE = 200
@@ -27,9 +27,9 @@ class RandomSearch(OracleStrategy):
     description = "random search: T distinct random candidates of the space, queried with the oracle"
     options = ORACLE_OPTIONS
 
-    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
+    def search(self, context: SearchContext, queries: Queries, extra: dict[str, Any]) -> None:
         misses = 0
-        for candidate, _ in random_candidates(runner.space, self.seed_for(runner)):
+        for candidate, _ in random_candidates(context.space, self.seed_for(context)):
             if queries.exhausted or misses > _PATIENCE * self.settings["budget"]:
                 return
             if candidate.id in queries:
@@ -57,13 +57,13 @@ class RegularizedEvolution(OracleStrategy):
                 key="tournament_size",
             )
 
-    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
-        seed = self.seed_for(runner)
+    def search(self, context: SearchContext, queries: Queries, extra: dict[str, Any]) -> None:
+        seed = self.seed_for(context)
         rng = np.random.default_rng(seed)
         population: collections.deque[tuple[Candidate, dict[str, Spec], float]] = collections.deque()
         size = self.settings["population_size"]
         misses = 0
-        for candidate, specs in random_candidates(runner.space, seed):
+        for candidate, specs in random_candidates(context.space, seed):
             if len(population) >= size or queries.exhausted or misses > _PATIENCE * size:
                 break
             if candidate.id in queries or any(c.id == candidate.id for c, _, _ in population):
@@ -76,7 +76,7 @@ class RegularizedEvolution(OracleStrategy):
                 len(population), size=min(self.settings["tournament_size"], len(population)), replace=False
             )
             parent = max((population[int(i)] for i in picks), key=lambda member: member[2])
-            child, specs = self.mutate(runner.space, parent[0], parent[1], rng)
+            child, specs = self.mutate(context.space, parent[0], parent[1], rng)
             if child is None:
                 misses += 1
                 continue

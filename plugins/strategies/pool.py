@@ -19,7 +19,7 @@ import numpy as np
 from automl import SpaceError
 
 if TYPE_CHECKING:
-    from automl import Candidate, SearchSpace, StudyRunner
+    from automl import Candidate, SearchContext, SearchSpace
     from automl.evaluators import Evaluator
 
 log = logging.getLogger("automl.strategies")
@@ -202,7 +202,7 @@ def _build_pool(space: SearchSpace, *, size: int, whole_space: bool, seed: int) 
 
 
 def proxy_matrix(
-    runner: StudyRunner, pool: Sequence[Candidate], names: Sequence[str], evaluator: Evaluator
+    context: SearchContext, pool: Sequence[Candidate], names: Sequence[str], evaluator: Evaluator
 ) -> np.ndarray:
     """Raw proxy values (pool × proxies) through the score cache; NaN where a proxy or the evaluation failed."""
     matrix = np.full((len(pool), len(names)), np.nan)
@@ -213,9 +213,9 @@ def proxy_matrix(
         progress = tqdm(total=len(pool), desc="proxies of the pool", unit="cand", file=sys.stderr, leave=False)
     try:
         for row, candidate in enumerate(pool):
-            candidate.seed = runner.seed  # the seed run_trial gives candidates: one cache entry per candidate
+            candidate.seed = context.seed  # the seed run_trial gives candidates: one cache entry per candidate
             try:
-                result, _ = runner.evaluate(candidate, evaluator)
+                result, _ = context.evaluate(candidate, evaluator)
             except Exception as err:  # noqa: BLE001 - a candidate that cannot be scored keeps NaN proxies
                 log.warning("proxies of %s failed: %s: %s", candidate.describe(), type(err).__name__, err)
             else:

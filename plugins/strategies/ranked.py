@@ -22,7 +22,7 @@ from automl_plugins.strategies.pool import (
 )
 
 if TYPE_CHECKING:
-    from automl import Candidate, SearchSpace, StudyRunner
+    from automl import Candidate, SearchContext, SearchSpace
 
 POOL_OPTIONS: dict[str, Option] = {
     **ORACLE_OPTIONS,
@@ -92,15 +92,15 @@ class PoolStrategy(OracleStrategy):
         if len(set(self.settings["proxies"] or [])) != len(self.settings["proxies"] or []):
             raise SpaceError("a proxy is listed twice", key="proxies")
 
-    def pool(self, runner: StudyRunner) -> Pool:
+    def pool(self, context: SearchContext) -> Pool:
         candidates, description = build_pool(
-            runner.space,
+            context.space,
             size=self.settings["pool_size"],
             whole_space=self.settings["whole_space"],
             seed=self.settings["pool_seed"],
         )
-        names = self.proxy_names(runner.space)
-        raw = proxy_matrix(runner, candidates, names, runner.space.evaluator)
+        names = self.proxy_names(context.space)
+        raw = proxy_matrix(context, candidates, names, context.space.evaluator)
         return Pool(candidates, names, raw, normalize(raw, self.settings["transform"]), description)
 
     def record_pool(self, pool: Pool, extra: dict[str, Any]) -> None:
@@ -142,8 +142,8 @@ class ProxyThenOracle(PoolStrategy):
             return np.ones(len(names))
         return np.array([float(given.get(name, 0.0)) for name in names])
 
-    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
-        pool = self.pool(runner)
+    def search(self, context: SearchContext, queries: Queries, extra: dict[str, Any]) -> None:
+        pool = self.pool(context)
         self.record_pool(pool, extra)
         weights = self.weights(pool.names)
         extra["weights"] = dict(zip(pool.names, weights.tolist()))

@@ -23,7 +23,7 @@ from automl_plugins.strategies.base import Queries
 from automl_plugins.strategies.ranked import POOL_OPTIONS, Pool, PoolStrategy
 
 if TYPE_CHECKING:
-    from automl import StudyRunner
+    from automl import SearchContext
 
 
 class RoBoT(PoolStrategy):
@@ -54,10 +54,10 @@ class RoBoT(PoolStrategy):
                 sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
             return optuna.create_study(direction="maximize", sampler=sampler)
 
-    def search(self, runner: StudyRunner, queries: Queries, extra: dict[str, Any]) -> None:
-        pool = self.pool(runner)
+    def search(self, context: SearchContext, queries: Queries, extra: dict[str, Any]) -> None:
+        pool = self.pool(context)
         self.record_pool(pool, extra)
-        weights = self.explore(pool, queries, extra, seed=self.seed_for(runner))
+        weights = self.explore(pool, queries, extra, seed=self.seed_for(context))
         extra["weights"] = dict(zip(pool.names, weights.tolist()))
         self.exploit(pool, queries, weights)
 
