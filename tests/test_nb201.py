@@ -31,6 +31,7 @@ def test_every_string_of_the_benchmark_parses_and_round_trips():
         assert NB201Architecture(parse_arch(text)).to_string() == text
 
 
+@pytest.mark.slow
 def test_unique_ids_match_the_published_count():
     archs = [NB201Architecture(ops) for ops in ALL_OPS]
     canonical = {}
@@ -118,6 +119,7 @@ def _no_norm(num_features, layout="nchw"):
     return torch.nn.Identity()
 
 
+@pytest.mark.slow
 def test_every_cell_builds_and_runs():
     # The cell is the only part of the network that varies: build all 15,625 of them (one channel, to keep
     # this fast) and run every 25th, then whole tiny networks for a sample with every operation on every edge.

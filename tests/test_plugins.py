@@ -63,6 +63,7 @@ def run_cli(args: list[str], site: Path, cwd: Path, **env: str) -> subprocess.Co
     )
 
 
+@pytest.mark.slow
 def test_third_party_plugin_is_usable_from_a_file_and_a_broken_one_is_skipped(tmp_path):
     site = tmp_path / "site"
     install_fake_distribution(site, "automl_width", "automl_width", PLUGIN_SOURCE, "width")
@@ -177,7 +178,10 @@ def test_a_plugin_class_missing_an_abstract_method_is_refused():
             register(NoScore)
 
     assert not registry.add_plugin(Plugin(), "abstract", "test", "0")
-    assert registry.failures[-1] == ("abstract", "PluginError: proxy 'no_score' from plugin 'abstract' does not implement score")
+    assert registry.failures[-1] == (
+        "abstract",
+        "PluginError: proxy 'no_score' from plugin 'abstract' does not implement score",
+    )
     assert "no_score" not in registry.names("proxies")
     with pytest.raises(TypeError):
         NoScore()

@@ -67,12 +67,14 @@ class TestPlugin:
     @automl.hookimpl
     def trial_finished(study, trial, candidate):
         TestPlugin.finished.append((trial.number, trial.state.name))
+        TestPlugin.candidates.append(None if candidate is None else candidate.id)
 
 
 @pytest.fixture
 def plugin():
     CALLS.clear()
     TestPlugin.finished = []
+    TestPlugin.candidates = []
     assert get_registry().add_plugin(TestPlugin(), "test-plugin", "test", "0")
     return TestPlugin
 
@@ -113,6 +115,8 @@ def test_records_every_trial_and_continues_after_failures(plugin, storage):
         assert result["costs"]["size_bits"] == 32 * result["costs"]["params"]
         assert result["duration_s"] > 0
     assert [n for n, _ in plugin.finished] == list(range(12))
+    # Observers receive the very candidate each trial evaluated.
+    assert plugin.candidates == [t.user_attrs["candidate"]["id"] for t in trials]
     assert study.user_attrs["automl.space"]["evaluator"] == "counting"
 
 
@@ -197,13 +201,22 @@ def test_multi_objective_gives_a_pareto_front(nb201_space_dict, storage, capsys)
     nb201_space_dict["study"].update(n_trials=10, sampler="nsga2")
     nb201_space_dict["objectives"].append({"metric": "size_bits", "direction": "minimize"})
     study = automl.search(nb201_space_dict, storage=storage)
-    front = study.best_trials
-    assert front
-    values = [t.values for t in study.trials if t.state == TrialState.COMPLETE]
-    for trial in front:  # nothing dominates a front member
-        assert not any(v[0] >= trial.values[0] and v[1] <= trial.values[1] and v != trial.values for v in values)
+    completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
+
+    def dominated(trial):
+        return any(
+            o.values[0] >= trial.values[0] and o.values[1] <= trial.values[1] and o.values != trial.values
+            for o in completed
+        )
+
+    # The front, computed here from the definition: exactly the completed trials nothing dominates.
+    expected = sorted(t.number for t in completed if not dominated(t))
+    assert expected and sorted(t.number for t in study.best_trials) == expected
     main(["show", "t", "--storage", storage])
-    assert f"Pareto front ({len(front)} trials) over synflow, size_bits" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"Pareto front ({len(expected)} trials) over synflow, size_bits" in out
+    table = out.split("Pareto front", 1)[1].splitlines()[3:]
+    assert sorted(int(line.split()[0]) for line in table if line.strip()) == expected
 
 
 def test_export_and_studies(nb201_space_dict, storage, tmp_path, capsys):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from automl.runner import StudyRunner
@@ -38,6 +39,7 @@ direction = "minimize"
 """
 
 
+@pytest.mark.slow
 def test_processes_share_one_study_through_a_journal_file(tmp_path):
     (tmp_path / "space.toml").write_text(SPACE)
     storage = "runs/shared.log"
