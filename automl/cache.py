@@ -17,6 +17,7 @@ from automl.evaluators import EvalResult
 
 DEFAULT_CACHE = "automl-cache.db"
 CACHE_ENV = "AUTOML_CACHE"
+LOCK_TIMEOUT_S = 60
 
 
 def cache_key(candidate_id: str, evaluator_settings: dict[str, Any], data: str, seed: int) -> str:
@@ -33,8 +34,11 @@ class ScoreCache:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path or os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+        if self.path.is_dir():
+            raise StorageError(f"{self.path}: the score cache is a folder; pass --cache with a file path")
         try:
-            self.db = sqlite_utils.Database(self.path)
+            # The cache waits for a lock as long as a study storage does (several workers share both).
+            self.db = sqlite_utils.Database(sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S))
             # WAL without a sync per commit: a cache entry lost to a power cut is only recomputed.
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -53,6 +57,11 @@ class ScoreCache:
                     pk="key",
                 )
                 self.table.create_index(["candidate_id"], if_not_exists=True)
+        except sqlite3.OperationalError as err:
+            raise StorageError(
+                f"{self.path}: the score cache cannot be opened ({err}); another process may hold it for longer than "
+                f"{LOCK_TIMEOUT_S} s, or its folder is not writable"
+            ) from None
         except sqlite3.DatabaseError as err:
             raise StorageError(
                 f"{self.path}: the score cache is not a readable SQLite file ({err}); "

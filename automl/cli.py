@@ -43,6 +43,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=5, help="best trials to print at the end")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="print the traceback of every failed trial")
+    parser.add_argument(
+        "--retry-dead", action="store_true", help="evaluate once more the candidates of trials whose worker died"
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -54,6 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         raise AutomlError(f"--trials must be at least 1, got {args.trials}")
     if args.verbose:
         logging.getLogger("automl").setLevel(logging.DEBUG)
+    _stop_on_signals()
     space = SearchSpace.from_file(args.space)
     runner = StudyRunner(
         space,
@@ -64,7 +68,14 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         sampler_seed=args.sampler_seed,
         options={"ray_address": args.ray_address} if args.ray_address else None,
+        retry_dead=args.retry_dead,
     )
+    if runner.dead_trials:
+        print(
+            f"failed {len(runner.dead_trials)} trial(s) left running by a worker that died: "
+            f"{', '.join(map(str, runner.dead_trials))}" + (" (retrying their candidates)" if args.retry_dead else ""),
+            file=sys.stderr,
+        )
     before = runner.finished_trials()
     if args.trials is None and runner.remaining() == 0:
         print(
@@ -79,6 +90,20 @@ def _run(args: argparse.Namespace) -> int:
     if runner.cache is not None and runner.cache.hits:
         print(f"score cache: {runner.cache.hits} hit(s), {runner.cache.misses} miss(es) ({runner.cache.path})")
     return 0
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end the current trial as interrupted, the way Ctrl-C does."""
+    import signal
+
+    from automl.errors import Interrupted
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
 
 
 # -- studies / show / export -------------------------------------------------------------------------
@@ -243,11 +268,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutomlError as err:
         print(f"automl: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        import signal
+
+        from automl.errors import Interrupted
+
         print(
             "automl: interrupted; every finished trial is stored, run the same command again to continue",
             file=sys.stderr,
         )
+        if isinstance(err, Interrupted):
+            return 128 + int(getattr(signal, err.signal_name, signal.SIGTERM))
         return 130
 
 

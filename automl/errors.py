@@ -54,5 +54,19 @@ class UnknownStudyError(AutomlError):
     """The named study does not exist in the storage."""
 
 
+class UsageError(AutomlError):
+    """A command-line option or argument is impossible (an unknown device, a bad count)."""
+
+    exit_code = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """The process was told to stop (SIGTERM, SIGHUP): handled like Ctrl-C."""
+
+    def __init__(self, signal_name: str) -> None:
+        self.signal_name = signal_name
+        super().__init__(signal_name)
+
+
 class TrialFailed(Exception):
     """Raised inside a trial to fail it with a stored reason; the search goes on."""

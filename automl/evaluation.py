@@ -64,9 +64,9 @@ class Evaluations:
         return hit
 
     def store(self, candidate: Candidate, evaluator: Evaluator, result: EvalResult) -> None:
-        """Cache ``result`` (a failed write is a warning: the result itself is good)."""
+        """Cache ``result`` (a failed write is a warning: the result itself is good); transient results are not."""
         key = self.key(candidate, evaluator)
-        if key is not None:
+        if key is not None and not result.transient:
             self._put(key, candidate, evaluator, result)
 
     def _put(self, key: str, candidate: Candidate, evaluator: Evaluator, result: EvalResult) -> None:

@@ -34,12 +34,15 @@ class EvalResult:
     with the reason in ``reasons``. ``costs``: the candidate's cost figures (``params``, ``flops``,
     ``size_bits``; filled in by the core when the evaluator leaves them empty). ``info``: anything else
     worth recording (a learning curve, the amount of training a proxy used), stored with the trial.
+    ``transient``: part of the result stands for an exception caught on the way (a failure that may not
+    happen again): the result is recorded but never cached.
     """
 
     scores: dict[str, float]
     info: dict[str, Any] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
+    transient: bool = False
 
     @classmethod
     def coerce(cls, value: EvalResult | Mapping[str, float]) -> EvalResult:

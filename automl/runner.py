@@ -13,9 +13,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.cache import ScoreCache
-from automl.errors import AutomlError, TrialFailed
+from automl.errors import AutomlError, Interrupted, TrialFailed, UsageError
 from automl.evaluation import Evaluations
 from automl.evaluators import EvalContext, EvalResult, Evaluator
+from automl.heartbeat import fail_dead_trials, heartbeat
 from automl.record import TrialRecord, failure_record, pruned_record, record_candidate, record_outcome
 from automl.registry import get_registry
 from automl.space import SearchSpace
@@ -35,6 +36,8 @@ def failure_reason(err: BaseException) -> str:
     """What a failed trial's record says for an exception (a ``TrialFailed`` message as it is)."""
     if isinstance(err, TrialFailed):
         return str(err)
+    if isinstance(err, Interrupted):
+        return f"interrupted ({err.signal_name})"
     if isinstance(err, KeyboardInterrupt):
         return "interrupted"
     if isinstance(err, SystemExit):
@@ -46,7 +49,8 @@ class StudyRunner:
     """Runs a search space against one Optuna study; the ``SearchContext`` strategies receive.
 
     Every trial carries a ``TrialRecord`` (see ``automl.record``). ``options`` are settings the
-    command line passes to strategies (``ray_address``).
+    command line passes to strategies (``ray_address``). Opening the study fails the RUNNING trials of
+    workers that died (``automl.heartbeat``); ``retry_dead`` evaluates each of their candidates once more.
     """
 
     def __init__(
@@ -60,8 +64,10 @@ class StudyRunner:
         device: str | None = None,
         sampler_seed: int | None = None,
         options: Mapping[str, Any] | None = None,
+        retry_dead: bool = False,
     ) -> None:
         self.space = space
+        check_device(device)
         self.seed = space.study.seed if seed is None else seed
         # Several processes sharing one study need different sampler seeds but the same evaluation seed.
         self.sampler_seed = self.seed if sampler_seed is None else sampler_seed
@@ -76,6 +82,7 @@ class StudyRunner:
         self.storage = open_storage(storage)
         self.study_name = study_name or space.study.name
         self.study = self._open_study()
+        self.dead_trials = fail_dead_trials(self.study, self.storage, retry=retry_dead)
         self._progress: _Progress | None = None
 
     def _open_study(self) -> optuna.Study:
@@ -96,6 +103,20 @@ class StudyRunner:
                 f"study {self.study_name!r} already exists with directions {existing}, but the space "
                 f"asks for {self.space.directions}; choose another --study name"
             )
+        trials = study.get_trials(deepcopy=False)
+        stored = study.user_attrs.get(RAW_ATTR)
+        if trials and isinstance(stored, Mapping) and "dimensions" in stored:
+            changed = _first_difference(stored.get("dimensions"), self.space.raw.get("dimensions"), "dimensions")
+            if changed is not None:
+                raise UsageError(
+                    f"study {self.study_name!r} already has {len(trials)} trials searched with other dimensions "
+                    f"({changed} changed); Optuna cannot continue it with a different space: choose another "
+                    f"--study name, or restore the file"
+                )
+        if trials:
+            # A resumed run must not replay the sampler's sequence from the start (a seeded random sampler
+            # would propose the same candidates again): its seed moves on with the trials already made.
+            study.sampler = self.space.make_sampler(self.sampler_seed + 1_000_003 * len(trials))
         described = self.space.describe()
         if study.user_attrs.get(SPACE_ATTR) != described:
             study.set_user_attr(SPACE_ATTR, described)
@@ -166,7 +187,8 @@ class StudyRunner:
             candidate = self.space.sample(trial)
             candidate.seed = self.seed
             record_candidate(trial, candidate)
-            result, cached = self.evaluations.evaluate(candidate, evaluator, context)
+            with heartbeat(trial):
+                result, cached = self.evaluations.evaluate(candidate, evaluator, context)
             record = TrialRecord.of_result(result, cached=cached, duration_s=time.perf_counter() - start)
             try:
                 values = self.objective_values(result)
@@ -211,6 +233,8 @@ class StudyRunner:
             if math.isnan(value):
                 reason = result.reasons.get(metric, "no reason given")
                 raise TrialFailed(f"{metric} is NaN: {reason}")
+            if math.isinf(value):
+                raise TrialFailed(f"{metric} is {value}: an objective must be finite")
             values.append(float(value))
         return values
 
@@ -222,6 +246,42 @@ class StudyRunner:
         get_registry().hook.trial_finished(study=self.study, trial=trial, candidate=candidate)
         if self._progress is not None:
             self._progress(self.study, trial)
+
+
+def check_device(device: str | None) -> None:
+    """Refuse an unknown device, or a GPU device on a machine without one, before any trial runs."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise UsageError(f"--device {device!r} is not a torch device ({err}); use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device!r}: this machine has no CUDA GPU (use cpu)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device!r}: there are {torch.cuda.device_count()} GPU(s)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device!r}: MPS is not available on this machine")
+
+
+def _first_difference(old: Any, new: Any, path: str) -> str | None:
+    """The first key path where two JSON-like values differ (``None`` when equal)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in sorted(set(old) | set(new), key=str):
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            found = _first_difference(a, b, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return None if old == new else path
 
 
 class _Progress:

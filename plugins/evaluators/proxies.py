@@ -106,6 +106,7 @@ class ProxyEvaluator(Evaluator):
                 singles.append(proxy)
         raw: dict[str, float | ProxyValue] = {}
         timing: dict[str, float] = {}
+        errors: list[str] = []
         for members in groups.values():
             start = time.perf_counter()
             try:
@@ -113,6 +114,7 @@ class ProxyEvaluator(Evaluator):
             except Exception as err:  # noqa: BLE001 - a failing pass must not lose the other proxies
                 for proxy in members:
                     raw[proxy.name] = ProxyValue.nan(f"{type(err).__name__}: {err}")
+                    errors.append(proxy.name)
             elapsed = (time.perf_counter() - start) * 1000.0
             for proxy in members:
                 timing[proxy.name] = elapsed / len(members)
@@ -122,6 +124,7 @@ class ProxyEvaluator(Evaluator):
                 raw[proxy.name] = proxy.score(candidate, batch)
             except Exception as err:  # noqa: BLE001
                 raw[proxy.name] = ProxyValue.nan(f"{type(err).__name__}: {err}")
+                errors.append(proxy.name)
             timing[proxy.name] = (time.perf_counter() - start) * 1000.0
         scores: dict[str, float] = {}
         reasons: dict[str, str] = {}
@@ -137,6 +140,9 @@ class ProxyEvaluator(Evaluator):
             scores[proxy.name] = float(value)
             if math.isnan(scores[proxy.name]) and proxy.name not in reasons:
                 reasons[proxy.name] = "the proxy returned NaN"
+        if errors:
+            # Proxies that raised (rather than returned NaN): the result is not cached (see EvalResult.transient).
+            info["errors"] = errors
         return scores, reasons, info, timing
 
     def evaluate(self, candidate, context) -> EvalResult:
@@ -151,7 +157,7 @@ class ProxyEvaluator(Evaluator):
             scores[AGGREGATE] = value
             if why:
                 reasons[AGGREGATE] = why
-        return EvalResult(scores=scores, info=info, reasons=reasons)
+        return EvalResult(scores=scores, info=info, reasons=reasons, transient=bool(info.get("errors")))
 
     # -- rank aggregate ----------------------------------------------------------------------------
     def _reference_pool(self, context) -> dict[str, list[float]]:
