@@ -16,11 +16,14 @@ class Configurable:
     and ``options`` (what a file may set). The core validates a file's table against ``options``
     and calls ``configure``; ``__init__`` receives the complete settings as keyword arguments and
     may raise ``SpaceError`` (with ``key`` set to the option at fault) for rules that span options.
+    ``example``: settings of a small, fast instance; the contract suites (``automl.testing``)
+    configure the plugin with it.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
+    example: ClassVar[Mapping[str, Any] | None] = None
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings

@@ -192,6 +192,7 @@ class TrainingEvaluator(Evaluator):
         "validation accuracy per epoch to the pruner"
     )
     needs_training = True
+    example = {"epochs": 1, "max_train_samples": 64, "batch_size": 32}
     options = TRAINING_OPTIONS
 
     def metrics(self) -> list[str]:

@@ -25,7 +25,7 @@ from automl.options import Option
 from automl.registry import get_registry
 from automl.strategies import Strategy
 from automl_plugins.ray_tune.records import candidate_attr, failure_reason, result_record
-from automl_plugins.ray_tune.strategy import RAY_OPTIONS, _mode, make_scheduler, run_on_ray
+from automl_plugins.ray_tune.strategy import EXAMPLE, RAY_OPTIONS, _mode, example_space, make_scheduler, run_on_ray
 
 if TYPE_CHECKING:
     from automl.runner import StudyRunner
@@ -41,6 +41,8 @@ class TwoStageStrategy(Strategy):
 
     name = "two_stage"
     description = "screen a pool with a cheap evaluator (proxies), train the top k through Ray Tune"
+    example = {"screen": {"name": "proxies", "proxies": ["synflow"]}, "pool": 2, "top_k": 1, **EXAMPLE}
+    example_space = example_space({"name": "two_stage", **example})
     options = {
         "screen": Option(dict, help='the screening evaluator\'s table, e.g. {name = "proxies", proxies = [...]}'),
         "screen_metric": Option(
