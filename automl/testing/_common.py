@@ -131,6 +131,18 @@ def counting_space(task: Mapping[str, Any], dimensions: Sequence[Mapping[str, An
     )
 
 
+def plugin_space(cls: type, section: str, settings: Mapping[str, Any] | None, default: dict[str, Any]) -> SearchSpace:
+    """The class's ``example_space`` (with ``settings`` in its ``section`` when given), else ``default``."""
+    registry = registry_with("evaluators" if section == "evaluator" else "strategies", cls)
+    example = getattr(cls, "example_space", None)
+    if example is not None:
+        data = with_plugin(example, section, cls, settings)
+        if (data.get(section) or {}).get("name") != cls.name:
+            raise ContractError(f"{cls.__name__}.example_space has no [{section}] named {cls.name!r}")
+        return build_space(data, registry)
+    return build_space(default, registry)
+
+
 def seeded_candidates(space: SearchSpace, n: int, seed: int = 0) -> list[tuple[optuna.trial.Trial, Candidate]]:
     """``n`` candidates sampled by a seeded random sampler (the trials are left open)."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), directions=space.directions)
@@ -149,7 +161,9 @@ def same_value(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b if isinstance(a, (int, float, bool)) else a == b
+    if isinstance(a, (int, float)):
+        return type(a) is type(b) and a == b  # 1 and 1.0 (and True) come back from JSON as what they were
+    return a == b
 
 
 class PluginContract:
@@ -159,7 +173,6 @@ class PluginContract:
     """
 
     plugin_attribute: ClassVar[str] = ""
-    kind: ClassVar[str] = ""
     settings: ClassVar[Mapping[str, Any] | None] = None
 
     @pytest.fixture(scope="class")

@@ -105,7 +105,6 @@ class DimensionContract(PluginContract):
     """
 
     plugin_attribute: ClassVar[str] = "dimension"
-    kind: ClassVar[str] = "dimensions"
     dimension: ClassVar[type[Dimension] | None] = None
     trials: ClassVar[int] = 4
 

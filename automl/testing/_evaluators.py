@@ -17,27 +17,13 @@ from automl.space import SearchSpace
 from automl.testing._common import (
     ContractError,
     PluginContract,
-    build_space,
     configured,
     example_settings,
-    registry_with,
+    plugin_space,
     same_value,
     seeded_candidates,
     table_of,
-    with_plugin,
 )
-
-
-def plugin_space(cls: type, section: str, settings: Mapping[str, Any] | None, default: dict[str, Any]) -> SearchSpace:
-    """The class's ``example_space`` (with ``settings`` in its ``section`` when given), else ``default``."""
-    registry = registry_with("evaluators" if section == "evaluator" else "strategies", cls)
-    example = getattr(cls, "example_space", None)
-    if example is not None:
-        data = with_plugin(example, section, cls, settings)
-        if (data.get(section) or {}).get("name") != cls.name:
-            raise ContractError(f"{cls.__name__}.example_space has no [{section}] named {cls.name!r}")
-        return build_space(data, registry)
-    return build_space(default, registry)
 
 
 def evaluator_space(cls: type[Evaluator], settings: Mapping[str, Any] | None = None) -> SearchSpace:
@@ -133,7 +119,6 @@ class EvaluatorContract(PluginContract):
     """
 
     plugin_attribute: ClassVar[str] = "evaluator"
-    kind: ClassVar[str] = "evaluators"
     evaluator: ClassVar[type[Evaluator] | None] = None
     candidates: ClassVar[int] = 2
 

@@ -176,7 +176,6 @@ class ProxyContract(PluginContract):
     """
 
     plugin_attribute: ClassVar[str] = "proxy"
-    kind: ClassVar[str] = "proxies"
     proxy: ClassVar[type[Proxy] | None] = None
 
     @pytest.fixture

@@ -18,10 +18,10 @@ from automl.testing._common import (
     PluginContract,
     configured,
     example_settings,
+    plugin_space,
     require,
     table_of,
 )
-from automl.testing._evaluators import plugin_space
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -115,7 +115,6 @@ class StrategyContract(PluginContract):
     """
 
     plugin_attribute: ClassVar[str] = "strategy"
-    kind: ClassVar[str] = "strategies"
     strategy: ClassVar[type[Strategy] | None] = None
 
     @pytest.fixture(scope="class")

@@ -66,7 +66,6 @@ class TaskContract(PluginContract):
     """
 
     plugin_attribute: ClassVar[str] = "task"
-    kind: ClassVar[str] = "tasks"
     task: ClassVar[type[Task] | None] = None
 
     @pytest.fixture(scope="class")
