@@ -186,7 +186,7 @@ class ProxyContract(PluginContract):
     def spaces(self, plugin_class: type[Proxy]) -> dict[str, SearchSpace]:
         return proxy_spaces(plugin_class)
 
-    def test_applies_to_known_kinds(self, plugin_class: type[Proxy]) -> None:
+    def test_applies_to_names_architecture_kinds(self, plugin_class: type[Proxy]) -> None:
         kinds = plugin_class.applies_to
         if not kinds or isinstance(kinds, str) or not all(isinstance(k, str) and k for k in kinds):
             raise ContractError(
