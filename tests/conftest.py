@@ -11,6 +11,16 @@ from automl.registry import reset_registry
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    # The same for NumPy's BLAS (eigendecompositions in proxies): on a loaded machine its threads wait on each
+    # other, and a 512 × 512 eigvalsh takes seconds instead of milliseconds.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     # The suite's networks are tiny: on a 2-core machine thread contention costs more than a second thread saves.

@@ -71,12 +71,17 @@ def seeded(storage, real_trials):
     return storage
 
 
+async def _wait(event: asyncio.Event, timeout: float = 60.0) -> None:
+    """Wait for a screen's event, failing the test (not hanging it) if it never comes."""
+    await asyncio.wait_for(event.wait(), timeout)
+
+
 async def _open_study(app, pilot, storage):
     from automl_tui.screens.study import StudyScreen
 
     screen = StudyScreen(STUDY, storage)
     await app.push_screen(screen)
-    await screen.loaded.wait()
+    await _wait(screen.loaded)
     await pilot.pause()
     return screen
 
@@ -92,8 +97,7 @@ async def test_studies_screen_lists_the_seeded_study_and_opens_it(seeded):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, StudiesScreen)
-        while screen.loads == 0:
-            await pilot.pause()
+        await _wait(screen.loaded)
         table = screen.query_one(DataTable)
         row = table.get_row_at(0)
         assert row[:7] == [STUDY, "tiny.toml", "proxies", 5, 0, 1, 0]
@@ -101,7 +105,7 @@ async def test_studies_screen_lists_the_seeded_study_and_opens_it(seeded):
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, StudyScreen)
-        await app.screen.loaded.wait()
+        await _wait(app.screen.loaded)
         assert app.screen.table_rows() == 6
 
 
@@ -155,7 +159,7 @@ async def test_study_screen_charts_importances_and_proxies(seeded):
         screen = await _open_study(app, pilot, seeded)
         assert "5 complete" in str(screen.query_one("#study-summary", Static).render())
         await pilot.press("i")
-        await screen.importances_shown.wait()
+        await _wait(screen.importances_shown)
         assert screen.query_one(TabbedContent).active == "tab-importance"
         assert "over 5 completed trials" in str(screen.query_one("#importance-status", Static).render())
         # Only proxies here (no benchmark or training truth): the tab says what is missing.
@@ -175,13 +179,13 @@ async def test_study_screen_shows_new_trials_on_refresh(seeded, real_trials):
         running = study.ask()
         screen.updated.clear()
         screen.refresh_trials()
-        await screen.updated.wait()
+        await _wait(screen.updated)
         assert screen.row_numbers() == [0, 1, 2, 3, 4, 5, 6, 7]
         assert screen.trials.records[7]["state"] == "RUNNING"
         study.tell(running, [1.0, 2.0])
         screen.updated.clear()
         screen.refresh_trials()
-        await screen.updated.wait()
+        await _wait(screen.updated)
         assert screen.trials.records[7]["state"] == "COMPLETE"
         assert str(screen.query_one("#trials").get_row("7")[1]) == "COMPLETE"
 
@@ -247,7 +251,7 @@ async def test_new_search_starts_shows_stops_and_resumes_a_real_search(tmp_path,
         screen.query_one("#space-path", Input).value = str(space)
         screen.query_one("#search-budget", Input).value = "500"
         await pilot.press("ctrl+s")
-        await screen.validated.wait()
+        await _wait(screen.validated)
         assert screen.error == "" and screen.search.running
         table = screen.query_one("#search-trials", DataTable)
 
@@ -268,7 +272,7 @@ async def test_new_search_starts_shows_stops_and_resumes_a_real_search(tmp_path,
 
         process = screen.search
         await pilot.press("ctrl+s")  # resume: the same request runs again (automl run continues the study)
-        await screen.validated.wait()
+        await _wait(screen.validated)
         assert screen.search is process and process.running and "--trials" in process.command()
         await pilot.press("ctrl+x")
         await _until(screen, "progressed", lambda: not screen.search.running)
@@ -288,14 +292,14 @@ async def test_new_search_shows_a_bad_files_error(tmp_path, storage):
         screen = app.screen
         screen.query_one("#space-path", Input).value = str(space)
         await pilot.press("ctrl+s")
-        await screen.validated.wait()
+        await _wait(screen.validated)
         await pilot.pause()
         shown = str(screen.query_one("#search-error", Static).render())
         assert "no-such-evaluator" in shown and "bad.toml" in shown
         assert screen.search is None
         screen.query_one("#space-path", Input).value = str(tmp_path / "missing.toml")
         await pilot.press("ctrl+s")
-        await screen.validated.wait()
+        await _wait(screen.validated)
         await pilot.pause()
         assert "no such file" in str(screen.query_one("#search-error", Static).render())
 

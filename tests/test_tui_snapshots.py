@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import test_tui
-from test_tui import STUDY
+from test_tui import STUDY, _wait
 
 # The pilot tests' fixtures, shared.
 real_trials = test_tui.real_trials
@@ -33,7 +33,7 @@ async def _study(pilot, tab: str = "tab-trials"):
 
     screen = StudyScreen(STUDY, pilot.app.storage)
     await pilot.app.push_screen(screen)
-    await screen.loaded.wait()
+    await _wait(screen.loaded)
     screen.query_one(TabbedContent).active = tab
     await pilot.pause()
     return screen
@@ -41,13 +41,10 @@ async def _study(pilot, tab: str = "tab-trials"):
 
 async def _studies_loaded(pilot):
     """Wait until the studies screen has read the storage and drawn its table."""
-    while pilot.app.screen.loads == 0:
-        await pilot.pause()
+    await _wait(pilot.app.screen.loaded)
     await pilot.app.workers.wait_for_complete()
-    # The table sizes its columns when it is next idle; on a busy machine that can come after the first
-    # pause, so let it settle before the screenshot.
-    await pilot.pause()
-    await pilot.pause(0.2)
+    # The table lays out when the app is next idle: wait for that (and any scheduled animation).
+    await pilot.wait_for_scheduled_animations()
 
 
 def test_studies_screen(snap_compare, seeded):

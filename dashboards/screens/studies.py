@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,6 +32,8 @@ class StudiesScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.loads = 0
+        # Set once a read is on screen: tests (and anything else) wait on it instead of polling.
+        self.loaded = asyncio.Event()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -62,6 +66,7 @@ class StudiesScreen(Screen):
         status = self.query_one("#studies-status", Static)
         if message.error:
             status.update(f"[b red]error:[/] {message.error}")
+            self.loaded.set()
             return
         table = self.query_one(DataTable)
         selected = self._selected()
@@ -94,6 +99,7 @@ class StudiesScreen(Screen):
             if message.rows
             else f"no studies in {self.app.storage} — press n to start a search"
         )
+        self.loaded.set()
 
     def _selected(self) -> str | None:
         table = self.query_one(DataTable)

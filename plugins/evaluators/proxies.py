@@ -26,6 +26,7 @@ AGGREGATE = "aggregate"
 class ProxyEvaluator(Evaluator):
     name = "proxies"
     description = "training-free proxies on one fixed-seed minibatch of the task"
+    example = {"proxies": ["synflow", "nwot", "params"]}
     options = {
         "proxies": Option(list, item_type=str, min_items=1, help="proxy names (see automl plugins)"),
         "batch_size": Option(int, default=None, min=1, help="minibatch size (default: the task's)"),

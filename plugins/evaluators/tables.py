@@ -144,6 +144,7 @@ def load_table(path: str, key_column: str) -> Table:
 class TableEvaluator(Evaluator):
     name = "table"
     description = "look the architecture up in a benchmark table (bundled NB201 / FlexiBERT, or a CSV/JSON file)"
+    example = {"benchmark": "nb201", "metrics": ["cifar10", "cifar100"]}
     options = {
         "benchmark": Option(
             str,

@@ -191,6 +191,7 @@ class TrainingEvaluator(Evaluator):
         "trains each candidate for a few epochs (its loss, masks and fake quantization), reporting "
         "validation accuracy per epoch to the pruner"
     )
+    example = {"epochs": 1, "max_train_samples": 64, "batch_size": 32}
     options = TRAINING_OPTIONS
 
     def metrics(self) -> list[str]:

@@ -62,6 +62,7 @@ class LgaProxy(Proxy):
     name = "lga"
     description = "label-gradient alignment of the empirical NTK, at init or after a few SGD steps"
     applies_to = ("cell", "transformer")
+    example = {"steps": 2}
     options = {
         "steps": Option(int, default=0, min=0, help="SGD steps on the training split before measuring"),
         "epochs": Option(float, default=0.0, min=0.0, help="training in epochs (added to steps)"),
@@ -86,6 +87,12 @@ class LgaProxy(Proxy):
     def score(self, candidate, batch):
         if batch.targets is None:
             return ProxyValue.nan("lga needs labels; the task's batch has none")
+        if batch.targets.dim() != 1:
+            # Y_ij compares the labels of two examples: a language model's targets are one per token.
+            return ProxyValue.nan(
+                f"lga needs one label per example; the {candidate.task.name} task's targets are "
+                f"{tuple(batch.targets.shape)} (per token): use a classification task"
+            )
         device = batch.inputs.device
         model = candidate.build_model(device=device)
         batch_size = self.settings["train_batch_size"] or len(batch)

@@ -54,6 +54,22 @@ RAY_OPTIONS: dict[str, Option] = {
     "folder": Option(str, default=None, help="run folder for Ray's temp files and results (default: runs/<study>)"),
 }
 
+# A tiny search for the contract suites (automl.testing): one-epoch training of tiny NB201 cells, on a Ray
+# started here with two CPUs.
+EXAMPLE: dict[str, Any] = {"cpus": 1, "num_cpus": 2, "scheduler": "fifo"}
+
+
+def example_space(strategy: Mapping[str, Any]) -> dict[str, Any]:
+    """A search-space table of three trials that trains tiny NB201 cells on digits under ``strategy``."""
+    return {
+        "study": {"name": "ray-example", "n_trials": 3, "seed": 0, "sampler": "random"},
+        "task": {"name": "digits", "image_size": 8, "channels": 1, "batch_size": 16},
+        "dimensions": [{"name": "nb201", "channels": 4, "cells_per_stage": 1}],
+        "evaluator": {"name": "training", "epochs": 1, "max_train_samples": 64, "batch_size": 32},
+        "objectives": [{"metric": "val_accuracy", "direction": "maximize"}],
+        "strategy": dict(strategy),
+    }
+
 
 def make_scheduler(name: str, options: Mapping[str, Any], mode: str, *, key: str = "scheduler_options") -> Any:
     """The Ray Tune scheduler ``name`` with ``options``; ``SpaceError`` for options it does not take."""
@@ -87,6 +103,8 @@ class RayTuneStrategy(Strategy):
 
     name = "ray_tune"
     description = "schedule the evaluator (training) with Ray Tune: GPUs per trial, ASHA, a local Ray or a cluster"
+    example = EXAMPLE
+    example_space = example_space({"name": "ray_tune", **EXAMPLE})
     options = RAY_OPTIONS
 
     def validate(self, space: SearchSpace) -> None:

@@ -26,7 +26,7 @@ from automl.record import TrialRecord, failure_record, record_candidate, record_
 from automl.registry import get_registry
 from automl.runner import failure_reason
 from automl.strategies import Strategy
-from automl_plugins.ray_tune.strategy import RAY_OPTIONS, _mode, make_scheduler, run_on_ray
+from automl_plugins.ray_tune.strategy import EXAMPLE, RAY_OPTIONS, _mode, example_space, make_scheduler, run_on_ray
 
 if TYPE_CHECKING:
     from automl.space import SearchSpace
@@ -42,6 +42,8 @@ class TwoStageStrategy(Strategy):
 
     name = "two_stage"
     description = "screen a pool with a cheap evaluator (proxies), train the top k through Ray Tune"
+    example = {"screen": {"name": "proxies", "proxies": ["synflow"]}, "pool": 2, "top_k": 1, **EXAMPLE}
+    example_space = example_space({"name": "two_stage", **example})
     options = {
         "screen": Option(dict, help='the screening evaluator\'s table, e.g. {name = "proxies", proxies = [...]}'),
         "screen_metric": Option(

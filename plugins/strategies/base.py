@@ -40,6 +40,9 @@ ORACLE_OPTIONS: dict[str, Option] = {
     "seed": Option(int, default=None, help="seed of the strategy's own random choices (default: the run's seed)"),
 }
 
+# A tiny run for the contract suites (automl.testing): three look-ups in the bundled NB201 table.
+EXAMPLE: dict[str, Any] = {"budget": 3, "oracle": {"name": "table", "benchmark": "nb201", "metrics": ["cifar10"]}}
+
 
 class BudgetSpent(Exception):
     """Raised by ``Queries.query`` when a new query would exceed the budget or this run's trial allowance."""
@@ -52,6 +55,7 @@ class OracleStrategy(Strategy):
     score of the oracle, and every trial of the study is one oracle query.
     """
 
+    example = EXAMPLE
     options = ORACLE_OPTIONS
 
     def __init__(self, **settings: Any) -> None:

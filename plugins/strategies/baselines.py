@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl import Option, SpaceError
-from automl_plugins.strategies.base import ORACLE_OPTIONS, OracleStrategy, Queries
+from automl_plugins.strategies.base import EXAMPLE, ORACLE_OPTIONS, OracleStrategy, Queries
 from automl_plugins.strategies.pool import Spec, random_candidates, random_value, sample_candidate
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class RegularizedEvolution(OracleStrategy):
     description = (
         "regularized evolution (Real et al., 2019): tournament selection, one-parameter mutations, oldest dies"
     )
+    example = {**EXAMPLE, "population_size": 2, "tournament_size": 1}
     options = {
         **ORACLE_OPTIONS,
         "population_size": Option(int, default=10, min=2, help="population size (P); the first P are random"),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl import Option, SpaceError
-from automl_plugins.strategies.base import ORACLE_OPTIONS, OracleStrategy, Queries
+from automl_plugins.strategies.base import EXAMPLE, ORACLE_OPTIONS, OracleStrategy, Queries
 from automl_plugins.strategies.pool import (
     TRANSFORMS,
     build_pool,
@@ -73,6 +73,7 @@ class Pool:
 class PoolStrategy(OracleStrategy):
     """Base of the strategies that score a pool with the space's evaluator (the proxies)."""
 
+    example = {**EXAMPLE, "pool_size": 6}
     options = POOL_OPTIONS
 
     def proxy_names(self, space: SearchSpace) -> list[str]:

@@ -19,7 +19,7 @@ import numpy as np
 import optuna
 
 from automl import Option
-from automl_plugins.strategies.base import Queries
+from automl_plugins.strategies.base import EXAMPLE, Queries
 from automl_plugins.strategies.ranked import POOL_OPTIONS, Pool, PoolStrategy
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 class RoBoT(PoolStrategy):
     name = "robot"
     description = "RoBoT: Bayesian optimisation of proxy weights with T oracle queries, then greedy exploitation"
+    example = {**EXAMPLE, "pool_size": 6, "explore_iterations": 2, "startup_trials": 1}
     options = {
         **POOL_OPTIONS,
         "sampler": Option(

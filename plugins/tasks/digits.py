@@ -46,6 +46,7 @@ class DigitsTask(Task):
     name = "digits"
     description = "scikit-learn's 8×8 handwritten digits, upscaled to image_size RGB (10 classes)"
     kind = "image-classification"
+    example = {"image_size": 8, "channels": 1, "batch_size": 16}
     options = {
         "batch_size": Option(int, default=64, min=1, help="minibatch size for proxies and training"),
         "image_size": Option(int, default=32, min=8, max=256, help="side of the upscaled images"),

@@ -88,6 +88,7 @@ def _windows(ids: torch.Tensor, length: int) -> torch.Tensor:
 class TextTask(Task):
     """Shared options and corpus handling of the text tasks."""
 
+    example = {"seq_len": 8, "vocab_size": 100, "batch_size": 8}
     options = {
         "batch_size": Option(int, default=32, min=1, help="minibatch size for proxies and training"),
         "seq_len": Option(int, default=32, min=2, max=4096, help="tokens per sequence"),

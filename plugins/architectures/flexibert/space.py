@@ -76,6 +76,7 @@ class FlexiBERTDimension(ArchitectureDimension):
     # Bumped when the built model changes for the same string (2: ConvBERT DSC, LT input projection), so
     # candidate ids and score-cache entries of earlier models are not reused.
     model_revision = 2
+    example = {"hidden_sizes": [128], "layers": [2], "ff_dims": [512], "ff_counts": [1], "max_positions": 32}
     options = {
         "hidden_sizes": Option(
             list,

@@ -101,6 +101,7 @@ class NB201Dimension(ArchitectureDimension):
     description = "NAS-Bench-201 cells: 6 edges × 5 operations (15,625 cells) in the benchmark's CIFAR skeleton"
     arch_kind = "cell"
     task_kinds = ("image-classification",)
+    example = {"channels": 4, "cells_per_stage": 1}
     options = {
         "channels": Option(int, default=16, min=1, help="channels of the first stage (C)"),
         "cells_per_stage": Option(int, default=5, min=1, help="cells per stage (N)"),

@@ -57,6 +57,7 @@ class RecurrentDimension(ArchitectureDimension):
     description = "NAS-Bench-NLP recurrent cells (linear/blend/product/sum/activation DAGs) in a stacked language model"
     arch_kind = "recurrent"
     task_kinds = ("language-modelling", "text-classification")
+    example = {"embedding_size": 8, "hidden_size": 8, "layers": 1, "max_nodes": 4}
     options = {
         "max_hidden": Option(int, default=MAX_HIDDEN, min=1, max=MAX_HIDDEN, help="most hidden states (k)"),
         "min_nodes": Option(int, default=1, min=1, help="fewest free units (an operation, or linear + activation)"),
