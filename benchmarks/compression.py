@@ -80,7 +80,7 @@ def main() -> None:
                 candidate.seed = args.seed
                 start = time.perf_counter()
                 result = train_candidate(candidate, settings, None, args.device)
-                costs = result.info["costs"]
+                costs = result.costs
                 rows.append(
                     [
                         cell_name,

@@ -141,9 +141,9 @@ def train_candidate(
         epochs=settings["epochs"],
         device=str(device),
         train_seconds=round(time.perf_counter() - start, 3),
-        costs=compute_costs(model, task.example_input().to(device)),
     )
-    return EvalResult(scores=scores, info=info, reasons=reasons)
+    costs = compute_costs(model, task.example_input().to(device))
+    return EvalResult(scores=scores, info=info, reasons=reasons, costs=costs)
 
 
 @torch.no_grad()
