@@ -132,8 +132,8 @@ def from_data(
 def with_task(space: SearchSpace, task: Any) -> SearchSpace:
     """``space`` with its task replaced (validated again: an image architecture refuses tabular data).
 
-    The copy's recorded table names the task ``tensors``: the Ray Tune path, which rebuilds spaces from
-    their tables in its workers, then refuses it with one line instead of training on the file's data.
+    The copy's recorded table names the task ``tensors``: Ray Tune's workers, which rebuild spaces from
+    their tables, then fail each trial with ``unknown task 'tensors'`` instead of training on other data.
     """
     raw = {**space.raw, "task": {"name": task.name}}
     return SearchSpace(
