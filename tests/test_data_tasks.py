@@ -17,7 +17,7 @@ import torch
 
 from automl import SearchSpace, SpaceError, get_registry
 from automl.cli import main
-from automl_plugins.tasks import examples, from_data, with_task
+from automl_plugins.tasks import as_task, examples, from_data, with_task
 
 
 def configure(name: str, **raw):
@@ -112,8 +112,11 @@ def test_arrays_from_a_torch_file_with_string_labels_equals_the_npz(tmp_path, np
     x, y = digits
     names = np.array([str(d) * 2 for d in y])
     path = tmp_path / "digits.pt"
-    torch.save({"x": torch.from_numpy(x), "y": names.tolist()}, path)
-    refused("arrays", "is a list, not an array", path=str(path))
+    torch.save({"x": torch.from_numpy(x), "y": names.tolist(), "z": {"nested": 1}}, path)
+    named = configure("arrays", path=str(path))
+    assert named.classes == tuple(str(d) * 2 for d in range(10))
+    assert torch.equal(named.split("val").targets, configure("arrays", path=str(npz)).split("val").targets)
+    refused("arrays", "'z' is a dict, not an array", path=str(path), y_key="z")
     torch.save({"x": torch.from_numpy(x), "y": torch.from_numpy(y)}, path)
     from_pt = configure("arrays", path=str(path))
     from_npz = configure("arrays", path=str(npz))
@@ -344,6 +347,16 @@ def test_from_data_bad_input_is_one_line():
         with pytest.raises(SpaceError, match=match) as caught:
             call()
         assert "\n" not in str(caught.value)
+
+
+def test_as_task_takes_a_task_a_pair_or_a_dataset(digits):
+    x, y = digits
+    images = torch.from_numpy(x).float().unsqueeze(1)
+    task = from_data(images, y)
+    assert as_task(task) is task
+    assert as_task((images, y)).fingerprint() == task.fingerprint()
+    dataset = torch.utils.data.TensorDataset(images, torch.from_numpy(y))
+    assert as_task(dataset).fingerprint() == task.fingerprint()
 
 
 def test_with_task_puts_python_data_into_a_space_and_revalidates(nb201_space_dict, digits):

@@ -66,6 +66,8 @@ def as_numpy(value: Any, path: Path, name: str, key: str) -> np.ndarray:
         return value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        return np.asarray(value)  # labels saved as a plain list (of class names, say) in a .pt file
     raise SpaceError(f"{path}: {name!r} is a {type(value).__name__}, not an array", key=key)
 
 

@@ -2,9 +2,10 @@
 
 ::
 
-    from automl_plugins.tasks import from_data, with_task
+    from automl_plugins.tasks import as_task, from_data, with_task
 
     task = from_data(images, labels)                          # N×C×H×W floats, N labels
+    task = as_task((images, labels))                          # the same; a Task passes through as it is
     task = from_data(train_dataset, val=val_dataset)          # map-style datasets of (input, label)
     space = with_task(automl.SearchSpace.from_file("search_spaces/nb201_digits.toml"), task)
     study = automl.search(space, storage=":memory:", n_trials=10)
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl import Batch, Option, SearchSpace, SpaceError
+from automl import Batch, Option, SearchSpace, SpaceError, Task
 from automl_plugins.tasks.datafiles import SPLIT_OPTIONS, DataTask, assemble, label_names, standardize
 
 KINDS = {"image": "image-classification", "tabular": "tabular-classification", "text": "text-classification"}
@@ -127,6 +128,18 @@ def from_data(
         return TensorTask(data, **settings)
     except SpaceError as err:
         raise err.located(prefix="task") from None
+
+
+def as_task(task: Any) -> Task:
+    """A ``Task`` as it is; an ``(inputs, labels)`` pair or a dataset through ``from_data`` (default options).
+
+    What ``automl.search(space, task=...)`` takes: a task, tensors or a ``torch.utils.data.Dataset``.
+    """
+    if isinstance(task, Task):
+        return task
+    if isinstance(task, (tuple, list)) and len(task) == 2:
+        return from_data(*task)
+    return from_data(task)
 
 
 def with_task(space: SearchSpace, task: Any) -> SearchSpace:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from automl import Batch, Option, SpaceError
-from automl_plugins.tasks.datafiles import SPLIT_OPTIONS, DataTask, assemble, existing_file, read_text
+from automl_plugins.tasks.datafiles import SPLIT_OPTIONS, DataTask, assemble, existing_file, label_names, read_text
 from automl_plugins.tasks.text import UNK, tokenize
 
 PAD = "<pad>"
@@ -128,7 +128,7 @@ class TextClassificationTask(DataTask):
                 if label is None or isinstance(label, (dict, list)):
                     raise SpaceError(f"{path}: record {number} has no usable label (found {label!r})", key="label")
                 texts[split].append(text)
-                labels[split].append(str(label).strip())
+                labels[split].append(label_names([label])[0].strip())
         classes, texts, ids = assemble(s, texts, labels, "label")
         tokenized = {split: [tokenize(t, s["tokens"]) for t in items] for split, items in texts.items()}
         counts = Counter(token for tokens in tokenized["train"] for token in tokens)
