@@ -64,6 +64,14 @@ def parse_number(cell: str) -> float:
     return value
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        parse_number(cell)
+    except ValueError:
+        return False
+    return True
+
+
 class CsvTask(DataTask):
     name = "csv"
     description = "tabular classification from a CSV file: numeric feature columns and a label column"
@@ -127,18 +135,18 @@ class CsvTask(DataTask):
 
     @staticmethod
     def _features(rows: list[list[str]], where: list[int], names: list[str], path: Path) -> torch.Tensor:
-        values = torch.empty(len(rows), len(where), dtype=torch.float64)
-        for j, (index, name) in enumerate(zip(where, names)):
-            for line, row in enumerate(rows, start=2):
-                try:
-                    values[line - 2, j] = parse_number(row[index])
-                except ValueError:
-                    raise SpaceError(
-                        f"{path}: column {name!r} is not numeric (row {line}: {row[index].strip()!r}); "
-                        "list the numeric columns in features",
-                        key="features",
-                    ) from None
-        return values
+        columns = []
+        for index, name in zip(where, names):
+            try:
+                columns.append([parse_number(row[index]) for row in rows])
+            except ValueError:
+                line, cell = next((n, r[index]) for n, r in enumerate(rows, start=2) if not _is_number(r[index]))
+                raise SpaceError(
+                    f"{path}: column {name!r} is not numeric (row {line}: {cell.strip()!r}); "
+                    "list the numeric columns in features",
+                    key="features",
+                ) from None
+        return torch.tensor(columns, dtype=torch.float64).T.contiguous()
 
     def _fill_missing(self, inputs: dict[str, torch.Tensor], names: list[str]) -> None:
         train = inputs["train"]
