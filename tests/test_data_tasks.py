@@ -158,7 +158,15 @@ def test_arrays_bad_input_is_one_line(tmp_path, npz, digits):
     refused(
         "arrays", "the val data has label '42', which no training example has", path=str(odd), val_keys=["xv", "yv"]
     )
-    refused("arrays", "draws no example", path=str(odd), val_fraction=0.01)
+    np.savez(odd, x=x[:2], y=y[:2])
+    refused(
+        "arrays",
+        "val_fraction 0.5 and test_fraction 0.4 of 2 examples leave no training example",
+        path=str(odd),
+        val_fraction=0.5,
+        test_fraction=0.4,
+    )
+    assert configure("arrays", path=str(odd), val_fraction=0.5).split_sizes() == {"train": 1, "val": 1}
 
 
 # -- image folders ---------------------------------------------------------------------------------

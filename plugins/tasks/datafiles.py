@@ -14,6 +14,7 @@ split), stratified by class where every class has two examples or more, fixed by
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -155,9 +156,14 @@ def split_fractions(settings: Mapping[str, Any], *, has_val: bool, has_test: boo
         raise SpaceError(
             f"val_fraction + test_fraction = {val + test:g} leaves too little training data", key="val_fraction"
         )
-    for name, share in (("val", val), ("test", test)):
-        if share > 0 and round(size * share) < 1:
-            raise SpaceError(f"{name}_fraction {share:g} of {size} examples draws no example", key=f"{name}_fraction")
+    # scikit-learn's draw rounds each held-out count up: the training data must keep an example.
+    held_test = math.ceil(size * test)
+    held_val = math.ceil((size - held_test) * val / (1.0 - test))
+    if size - held_test - held_val < 1:
+        raise SpaceError(
+            f"val_fraction {val:g} and test_fraction {test:g} of {size} examples leave no training example",
+            key="val_fraction",
+        )
     return val, test
 
 
