@@ -52,7 +52,7 @@ def read_image_folder(root: Path, key: str, image_size: int, color: str) -> tupl
                 with Image.open(file) as image:
                     image = image.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
                     pixels = np.asarray(image, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError, ValueError) as err:
+            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
                 raise SpaceError(f"{file} is not an image Pillow can read ({type(err).__name__})", key=key) from None
             images.append(pixels.reshape(image_size, image_size, -1))
             labels.append(name)
