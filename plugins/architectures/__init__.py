@@ -2,6 +2,7 @@
 
 from automl import hookimpl
 from automl_plugins.architectures.flexibert import FlexiBERTDimension
+from automl_plugins.architectures.mlp import MLPDimension
 from automl_plugins.architectures.nb201 import NB201Dimension
 from automl_plugins.architectures.nlp_rnn import RecurrentDimension
 
@@ -11,3 +12,4 @@ def register_dimensions(register):
     register(NB201Dimension)
     register(RecurrentDimension)
     register(FlexiBERTDimension)
+    register(MLPDimension)
