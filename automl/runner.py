@@ -318,10 +318,13 @@ def search(
     cache: ScoreCache | str | bool | None = True,
     show_progress: bool = False,
     device: str | None = None,
+    task: Any = None,
 ) -> optuna.Study:
     """Run a search and return its ``optuna.Study``.
 
     ``space`` is a ``SearchSpace``, a path to a search-space file, or a dict in the file's shape.
+    ``task`` replaces the space's task: an ``automl.Task``, an ``(inputs, labels)`` pair of tensors or
+    arrays, or a ``torch.utils.data.Dataset`` (converted by the ``tensors`` task plugin).
     ``n_trials=None`` finishes the space's budget (re-running continues the same study); an integer
     runs that many more trials. ``storage`` is any Optuna storage URL (default ``sqlite:///automl.db``).
 
@@ -332,6 +335,15 @@ def search(
         print(study.best_trial.user_attrs["candidate"]["arch"])
     """
     space = as_space(space)
+    if task is not None:
+        from automl.tasks import Task
+
+        if not isinstance(task, Task):
+            # Tensors and datasets become a task through the built-in tasks plugin.
+            from automl_plugins.tasks import as_task
+
+            task = as_task(task)
+        space = space.with_task(task)
     runner = StudyRunner(space, storage=storage, study_name=study_name, seed=seed, cache=cache, device=device)
     return runner.run(n_trials, show_progress=show_progress)
 

@@ -266,6 +266,24 @@ class SearchSpace:
                 else "",
             )
 
+    def with_task(self, task: Task) -> SearchSpace:
+        """This space with its task replaced (validated again: an image architecture refuses tabular data).
+
+        The copy's recorded table names the task by its plugin name only; a process that rebuilds spaces
+        from tables (a Ray Tune worker) cannot rebuild a task given as a Python object.
+        """
+        raw = {**self.raw, "task": {"name": task.name}}
+        return SearchSpace(
+            task=task,
+            dimensions=self.dimensions,
+            evaluator=self.evaluator,
+            objectives=self.objectives,
+            study=self.study,
+            strategy=self.strategy,
+            source=self.source,
+            raw=raw,
+        )
+
     # -- Optuna pieces -----------------------------------------------------------------------------
     @property
     def directions(self) -> list[str]:

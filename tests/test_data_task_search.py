@@ -98,3 +98,11 @@ def test_a_search_over_python_tensors(storage, nb201_space_dict):
     study = automl.search(space, storage=storage, n_trials=2)
     assert len(completed(study)) == 2
     assert study.user_attrs["automl.space"]["task"] == "tensors"
+    # The same through automl.search(space, task=...): a pair of tensors, or a torch Dataset.
+    pair = automl.search(
+        nb201_space_dict, storage=storage, study_name="pair", n_trials=1, task=(images, digits.target[:400])
+    )
+    assert len(completed(pair)) == 1 and pair.user_attrs["automl.space"]["task"] == "tensors"
+    dataset = torch.utils.data.TensorDataset(images, torch.tensor(digits.target[:400]))
+    through = automl.search(nb201_space_dict, storage=storage, study_name="dataset", n_trials=1, task=dataset)
+    assert len(completed(through)) == 1

@@ -82,7 +82,7 @@ def test_a_candidate_trains_and_its_id_follows_the_architecture():
     from automl import evaluate
 
     result = evaluate(one, {"name": "training", "epochs": 1})
-    assert 0.0 <= result.scores["val_accuracy"] <= 1.0 and result.info["costs"]["params"] > 0
+    assert 0.0 <= result.scores["val_accuracy"] <= 1.0 and result.costs["params"] > 0
 
 
 def test_options_and_task_kinds_are_checked():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import optuna
@@ -40,10 +42,16 @@ COUNTING_OBJECTIVES: list[dict[str, Any]] = [{"metric": "params", "direction": "
 
 
 def example_settings(cls: type, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``settings`` when given, else the class's ``example``; a plugin with required options needs one."""
+    """``settings`` when given, else the class's ``example``; a plugin with required options needs one.
+
+    ``example`` is a table, or, for a plugin that reads files, a function ``example(folder)`` that
+    writes small files into ``folder`` (a fresh temporary folder) and returns the settings.
+    """
     if settings is not None:
         return dict(settings)
     example = getattr(cls, "example", None)
+    if callable(example):
+        return dict(example(Path(tempfile.mkdtemp(prefix=f"automl-contract-{cls.__name__}-"))))
     if example is not None:
         return copy.deepcopy(dict(example))
     options: Mapping[str, Option] = getattr(cls, "options", {})

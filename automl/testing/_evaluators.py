@@ -57,9 +57,8 @@ def evaluate(evaluator: Evaluator, candidate: Candidate, seed: int = 0) -> EvalR
 
 
 def result_costs(result: EvalResult) -> Mapping[str, Any] | None:
-    """The cost figures a result carries (its ``costs``, or ``info["costs"]`` where results keep them there)."""
-    costs = getattr(result, "costs", None)
-    return costs if costs else result.info.get("costs")
+    """The cost figures a result carries (``EvalResult.costs``)."""
+    return result.costs
 
 
 def check_scores_declared(evaluator: Evaluator, result: EvalResult) -> None:
@@ -96,6 +95,10 @@ def check_json_round_trip(evaluator: Evaluator, result: EvalResult) -> None:
 
 def check_costs(evaluator: Evaluator, result: EvalResult) -> None:
     """The cost figures (``params``, ``flops``, ``size_bits``) are there, as non-negative finite numbers."""
+    if "costs" in result.info:
+        raise ContractError(
+            f"evaluator {evaluator.name!r}: cost figures go in EvalResult.costs, not info['costs'] (readers look there)"
+        )
     costs = result_costs(result)
     if not isinstance(costs, Mapping):
         raise ContractError(f"evaluator {evaluator.name!r}: the evaluated result carries no cost figures")

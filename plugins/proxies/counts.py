@@ -9,7 +9,7 @@ from automl.costs import count_flops, count_params
 class ParamsProxy(Proxy):
     name = "params"
     description = "number of non-zero parameters"
-    applies_to = ("cell", "recurrent", "transformer")
+    applies_to = ("cell", "recurrent", "transformer", "mlp")
 
     def score(self, candidate, batch):
         return float(count_params(candidate.build_model()))
@@ -18,7 +18,7 @@ class ParamsProxy(Proxy):
 class FlopsProxy(Proxy):
     name = "flops"
     description = "multiply-accumulates of Conv and Linear layers for one input"
-    applies_to = ("cell", "recurrent", "transformer")
+    applies_to = ("cell", "recurrent", "transformer", "mlp")
 
     def score(self, candidate, batch):
         model = candidate.build_model(device=batch.inputs.device)

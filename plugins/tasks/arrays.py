@@ -98,6 +98,14 @@ def image_tensor(x: np.ndarray, layout: str, where: str, key: str) -> tuple[torc
 
 class ArraysTask(DataTask):
     name = "arrays"
+
+    @staticmethod
+    def example(folder: Path) -> dict:
+        """Contract-suite settings: a small file written from data an installed package ships."""
+        from automl_plugins.tasks.examples import digits_npz
+
+        return {"path": str(digits_npz(folder / "digits.npz"))}
+
     description = "image classification from a .npz / .pt file of images (x) and labels (y)"
     kind = "image-classification"
     locations = ("path", "x_key", "y_key", "val_keys", "test_keys")

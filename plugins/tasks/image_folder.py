@@ -61,6 +61,14 @@ def read_image_folder(root: Path, key: str, image_size: int, color: str) -> tupl
 
 class ImageFolderTask(DataTask):
     name = "image_folder"
+
+    @staticmethod
+    def example(folder: Path) -> dict:
+        """Contract-suite settings: a small file written from data an installed package ships."""
+        from automl_plugins.tasks.examples import digits_png
+
+        return {"path": str(digits_png(folder / "digits", per_class=6)), "image_size": 8}
+
     description = "image classification from a folder with one subfolder of images per class (Pillow)"
     kind = "image-classification"
     options = {

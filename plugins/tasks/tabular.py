@@ -74,6 +74,14 @@ def _is_number(cell: str) -> bool:
 
 class CsvTask(DataTask):
     name = "csv"
+
+    @staticmethod
+    def example(folder: Path) -> dict:
+        """Contract-suite settings: a small file written from data an installed package ships."""
+        from automl_plugins.tasks.examples import wine_csv
+
+        return {"path": str(wine_csv(folder / "wine.csv")), "label": "cultivar"}
+
     description = "tabular classification from a CSV file: numeric feature columns and a label column"
     kind = "tabular-classification"
     locations = ("path", "val_path", "test_path", "label")

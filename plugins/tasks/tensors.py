@@ -38,6 +38,7 @@ class TensorTask(DataTask):
 
     name = "tensors"
     description = "a task over tensors or a torch Dataset given from Python (automl_plugins.tasks.from_data)"
+
     kind = "image-classification"
     locations = ()
     options = {
@@ -148,17 +149,7 @@ def with_task(space: SearchSpace, task: Any) -> SearchSpace:
     The copy's recorded table names the task ``tensors``: Ray Tune's workers, which rebuild spaces from
     their tables, then fail each trial with ``unknown task 'tensors'`` instead of training on other data.
     """
-    raw = {**space.raw, "task": {"name": task.name}}
-    return SearchSpace(
-        task=task,
-        dimensions=space.dimensions,
-        evaluator=space.evaluator,
-        objectives=space.objectives,
-        study=space.study,
-        strategy=space.strategy,
-        source=space.source,
-        raw=raw,
-    )
+    return space.with_task(as_task(task))
 
 
 def _pair(x: Any, y: Any, where: str) -> tuple[Any, Any]:

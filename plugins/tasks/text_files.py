@@ -93,6 +93,14 @@ def _read_jsonl(text: str, path: Path, key: str, fields: tuple[str, str]) -> lis
 
 class TextClassificationTask(DataTask):
     name = "text_csv"
+
+    @staticmethod
+    def example(folder: Path) -> dict:
+        """Contract-suite settings: a small file written from data an installed package ships."""
+        from automl_plugins.tasks.examples import docstrings_jsonl
+
+        return {"path": str(docstrings_jsonl(folder / "docstrings.jsonl"))}
+
     description = "text classification from a CSV or JSON Lines file of texts and labels (word or char tokens)"
     kind = "text-classification"
     locations = ("path", "val_path", "test_path", "text", "label", "format")
