@@ -56,3 +56,9 @@ class UnknownStudyError(AutomlError):
 
 class TrialFailed(Exception):
     """Raised inside a trial to fail it with a stored reason; the search goes on."""
+
+
+class UsageError(AutomlError):
+    """A command-line argument is unusable (an output path in a missing folder, say)."""
+
+    exit_code = 2
