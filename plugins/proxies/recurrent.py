@@ -40,7 +40,7 @@ class HiddenCovProxy(Proxy):
     needs = frozenset({"data", "hidden_states"})
     mode = "eval"
     options = {
-        "layer": Option(int, default=1, min=1, help="recurrent layer (1 = first)"),
+        "layer": Option(int, default=1, min=1, max=8, help="recurrent layer (1 = first)"),
         "constant_units": Option(
             str,
             default="drop",

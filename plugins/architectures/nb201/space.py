@@ -102,8 +102,8 @@ class NB201Dimension(ArchitectureDimension):
     arch_kind = "cell"
     task_kinds = ("image-classification",)
     options = {
-        "channels": Option(int, default=16, min=1, help="channels of the first stage (C)"),
-        "cells_per_stage": Option(int, default=5, min=1, help="cells per stage (N)"),
+        "channels": Option(int, default=16, min=1, max=1024, help="channels of the first stage (C)"),
+        "cells_per_stage": Option(int, default=5, min=1, max=64, help="cells per stage (N)"),
         "operations": Option(
             list,
             default=list(OPERATIONS),
