@@ -101,7 +101,7 @@ def _check_study_database(url: str, path: Path, *, empty_ok: bool) -> None:
     if header != SQLITE_MAGIC:
         raise StorageError(f"{url}: cannot open the study storage ({path} is not a SQLite database)")
     try:
-        connection = sqlite3.connect(_readonly_uri(path), uri=True, timeout=60)
+        connection = sqlite3.connect(readonly_sqlite_uri(path), uri=True, timeout=60)
         try:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
@@ -115,14 +115,15 @@ def _check_study_database(url: str, path: Path, *, empty_ok: bool) -> None:
         raise StorageError(f"{url}: not a study storage ({path} holds other tables: {held})")
 
 
-def _readonly_uri(path: Path) -> str:
+def readonly_sqlite_uri(path: Path) -> str:
+    """A ``file:`` URI that opens the SQLite file ``path`` read-only (any character in the path is quoted)."""
     return f"file:{urllib.request.pathname2url(str(path.resolve()))}?mode=ro"
 
 
 def _engine_kwargs(path: Path, read_only: bool) -> dict[str, Any]:
     def connect() -> sqlite3.Connection:
         if read_only:
-            return sqlite3.connect(_readonly_uri(path), uri=True, timeout=60, check_same_thread=False)
+            return sqlite3.connect(readonly_sqlite_uri(path), uri=True, timeout=60, check_same_thread=False)
         # Several processes may share one SQLite study: wait for the lock instead of failing at once.
         # WAL lets the dashboard read while a search writes, and commits without a sync each (a study
         # survives a crash of the process; only a power cut may take back its last trials).

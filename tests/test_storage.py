@@ -267,3 +267,14 @@ def test_export_writes_a_whole_file_and_overwrites_an_earlier_export(tmp_path, c
     assert "wrote 3 trials to out.csv" in capsys.readouterr().err
     assert len(Path("out.csv").read_text().splitlines()) == 4
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_read_only_opens_work_whatever_characters_the_path_holds(tmp_path, monkeypatch):
+    from automl.sqlite_reader import read_sqlite_trials
+
+    folder = tmp_path / "we?ird#dir %20"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    make_study("sqlite:///a%b.db")
+    assert len(read_sqlite_trials("sqlite:///a%b.db", "s")) == 3, "the fast reader opens the file"
+    assert len(open_storage("sqlite:///a%b.db", read_only=True).get_all_studies()) == 1
