@@ -278,3 +278,14 @@ def test_read_only_opens_work_whatever_characters_the_path_holds(tmp_path, monke
     make_study("sqlite:///a%b.db")
     assert len(read_sqlite_trials("sqlite:///a%b.db", "s")) == 3, "the fast reader opens the file"
     assert len(open_storage("sqlite:///a%b.db", read_only=True).get_all_studies()) == 1
+
+
+def test_read_commands_leave_a_journal_as_it_was(tmp_path, capsys):
+    make_study("runs/x.log")
+    before = Path("runs/x.log").read_bytes()
+    assert main(["studies", "--storage", "runs/x.log"]) == 0
+    assert main(["show", "s", "--storage", "runs/x.log"]) == 0
+    assert main(["export", "s", "--storage", "runs/x.log", "--out", "x.csv"]) == 0
+    assert "wrote 3 trials" in capsys.readouterr().err
+    assert Path("runs/x.log").read_bytes() == before
+    assert sorted(p.name for p in Path("runs").iterdir()) == ["x.log"], "no lock or other file left"
