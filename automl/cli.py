@@ -6,11 +6,14 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
 
 from automl.commands import Command
-from automl.errors import AutomlError
+from automl.errors import AutomlError, UsageError
 
 STORAGE_HELP = "Optuna storage URL or journal file (default: $AUTOML_STORAGE or sqlite:///automl.db)"
 
@@ -111,7 +114,7 @@ def _studies(args: argparse.Namespace) -> int:
     from automl.report import studies_table
     from automl.storage import open_storage
 
-    print(studies_table(open_storage(args.storage)))
+    print(studies_table(open_storage(args.storage, read_only=True)))
     return 0
 
 
@@ -125,7 +128,9 @@ def _show(args: argparse.Namespace) -> int:
     from automl.report import study_summary
     from automl.storage import load_study, open_storage
 
-    storage = open_storage(args.storage)
+    if args.top < 1:
+        raise UsageError(f"--top must be at least 1, got {args.top}")
+    storage = open_storage(args.storage, read_only=True)
     study = load_study(args.study, storage)
     described = study.user_attrs.get("automl.space") or {}
     if described:
@@ -145,30 +150,80 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     _add_storage(parser)
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     parser.add_argument("--out", default="-", help="output file (default: standard output)")
+    parser.add_argument(
+        "--force", action="store_true", help="write --out even over a study storage (the one read included)"
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
-    from automl.records import columns, study_records
+    from automl.records import study_records
     from automl.storage import load_study, open_storage
 
-    storage = open_storage(args.storage)
-    study = load_study(args.study, storage)
-    records = study_records(study, storage=storage)
-    out = sys.stdout if args.out == "-" else open(args.out, "w", newline="")  # noqa: SIM115
+    def read() -> list[dict]:
+        storage = open_storage(args.storage, read_only=True)
+        return study_records(load_study(args.study, storage), storage=storage)
+
+    if args.out == "-":
+        _write_records(sys.stdout, read(), args.format)
+        return 0
+    out = _export_target(args.out, args.storage, args.force)
+    # Written beside the target, which is created before the study is read (so an unwritable place fails
+    # at once), and renamed over it: an export never leaves a half-written file.
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        if args.format == "json":
-            for record in records:
-                out.write(json.dumps(record, default=str) + "\n")
-        else:
-            writer = csv.DictWriter(out, fieldnames=columns(records))
-            writer.writeheader()
-            writer.writerows(records)
+        f = temporary.open("x", newline="")
+    except OSError as err:
+        raise UsageError(f"--out {args.out}: cannot write there ({err.strerror or err})") from None
+    try:
+        with f:
+            records = read()
+            _write_records(f, records, args.format)
+        os.replace(temporary, out)
+    except OSError as err:
+        raise UsageError(f"--out {args.out}: cannot write ({err.strerror or err})") from None
     finally:
-        if out is not sys.stdout:
-            out.close()
-    if args.out != "-":
-        print(f"wrote {len(records)} trials to {args.out}", file=sys.stderr)
+        temporary.unlink(missing_ok=True)
+    print(f"wrote {len(records)} trials to {args.out}", file=sys.stderr)
     return 0
+
+
+def _write_records(out: TextIO, records: list[dict], format: str) -> None:
+    from automl.records import columns
+
+    if format == "json":
+        out.writelines(json.dumps(record, default=str) + "\n" for record in records)
+    else:
+        writer = csv.DictWriter(out, fieldnames=columns(records))
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def _export_target(out: str, storage: str | None, force: bool) -> Path:
+    """The checked ``--out`` path: its folder exists and is writable, and it is not a study storage."""
+    from automl.storage import SQLITE_MAGIC, storage_files
+
+    path = Path(out)
+    if path.is_dir():
+        raise UsageError(f"--out {out}: is a directory")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"--out {out}: no such folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"--out {out}: not writable")
+    if force or not path.exists():
+        return path
+    if any(path.resolve() == f.resolve() for f in storage_files(storage)):
+        raise UsageError(f"--out {out}: is the study storage being read; pass --force to overwrite it")
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot read it ({err.strerror})") from None
+    if head.startswith(SQLITE_MAGIC):
+        raise UsageError(f"--out {out}: is a SQLite database; pass --force to overwrite it")
+    if head.startswith(b'{"op_code"'):
+        raise UsageError(f"--out {out}: is a journal storage; pass --force to overwrite it")
+    return path
 
 
 # -- plugins -----------------------------------------------------------------------------------------
@@ -248,7 +303,6 @@ def _setup_logging() -> None:
         handler.setFormatter(_OneLine())
         handler._automl_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-        logger.propagate = False
     logger.setLevel(logging.WARNING)
 
 

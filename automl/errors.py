@@ -39,7 +39,8 @@ class SpaceError(AutomlError):
         text = f"{where}: {self.message}" if where else self.message
         if self.allowed is not None:
             text += f" (allowed: {', '.join(self.allowed) if self.allowed else 'none'})"
-        return text
+        # One line, whatever a file's keys or a parser's message hold.
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class PluginError(AutomlError):

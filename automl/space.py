@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import inspect
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,13 +14,14 @@ from typing import Any
 
 import optuna
 import tomllib
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from automl.candidate import Candidate
 from automl.costs import COST_METRICS
 from automl.dimensions import ArchitectureDimension, Dimension, ScopedTrial
 from automl.errors import SpaceError
 from automl.evaluators import Evaluator
-from automl.options import Option, validate_options
+from automl.options import REQUIRED, SEED_MAX, Option, validate_options
 from automl.registry import Registry, get_registry
 from automl.strategies import Strategy
 from automl.tasks import Task
@@ -32,6 +37,8 @@ SAMPLERS: dict[str, str] = {
     "bruteforce": "BruteForceSampler",
 }
 SINGLE_OBJECTIVE_SAMPLERS = {"cmaes"}
+# Samplers that need a package automl does not install: checked before anything runs.
+SAMPLER_PACKAGES = {"cmaes": "cmaes", "gp": "scipy", "qmc": "scipy"}
 PRUNERS: dict[str, str | None] = {
     "none": None,
     "median": "MedianPruner",
@@ -44,11 +51,54 @@ PRUNERS: dict[str, str | None] = {
 }
 DIRECTIONS = ("maximize", "minimize")
 SECTIONS = ("study", "task", "dimensions", "evaluator", "objectives", "strategy")
+# A search-space file is a few kilobytes; reading is capped so /dev/zero or a huge file is refused at once.
+SPACE_FILE_LIMIT = 2**20
+# The largest model a candidate may have: at most this many parameters, and at most one per 16 bytes of the
+# machine's memory (float32 weights, gradients and two optimizer moments).
+MAX_MODEL_PARAMS = 2_000_000_000
+BYTES_PER_PARAM = 16
+
+# Sane ranges of the sampler and pruner arguments a file can set, by argument name: (min, max, exclusive min).
+_ARGUMENT_RANGES: dict[str, tuple[float, float, bool]] = {
+    "n_startup_trials": (0, 1_000_000, False),
+    "n_ei_candidates": (1, 100_000, False),
+    "prior_weight": (0, 1e6, True),
+    "population_size": (2, 100_000, False),
+    "mutation_prob": (0, 1, False),
+    "crossover_prob": (0, 1, False),
+    "swapping_prob": (0, 1, False),
+    "dividing_parameter": (1, 1_000, False),
+    "sigma0": (0, 1e6, True),
+    "popsize": (1, 100_000, False),
+    "inc_popsize": (-1, 100, False),
+    "n_warmup_steps": (0, 1_000_000_000, False),
+    "interval_steps": (1, 1_000_000_000, False),
+    "n_min_trials": (1, 1_000_000, False),
+    "percentile": (0, 100, False),
+    "min_resource": (1, 1_000_000_000, False),
+    "max_resource": (1, 1_000_000_000, False),
+    "reduction_factor": (2, 100, False),
+    "min_early_stopping_rate": (0, 100, False),
+    "bootstrap_count": (0, 1_000_000, False),
+    "patience": (0, 1_000_000_000, False),
+    "min_delta": (0, 1e12, False),
+    "p_threshold": (0, 1, False),
+    "n_startup_steps": (0, 1_000_000_000, False),
+}
+_ARGUMENT_CHOICES: dict[str, tuple[str, ...]] = {
+    "qmc_type": ("sobol", "halton"),
+    "restart_strategy": ("ipop", "bipop"),
+    "min_resource": ("auto",),
+    "max_resource": ("auto",),
+}
+_TOML_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "dict": dict}
 
 STUDY_OPTIONS: dict[str, Option] = {
     "name": Option(str, default=None, help="study name (default: the file's stem)"),
-    "n_trials": Option(int, default=100, min=1, help="the study's total trial budget"),
-    "seed": Option(int, default=0, help="seed for the sampler, model initialisation and minibatches"),
+    "n_trials": Option(int, default=100, min=1, max=10_000_000, help="the study's total trial budget"),
+    "seed": Option(
+        int, default=0, min=0, max=SEED_MAX, help="seed for the sampler, model initialisation and minibatches"
+    ),
     "sampler": Option(str, default="tpe", choices=tuple(SAMPLERS), help="Optuna sampler"),
     "sampler_options": Option(dict, default={}, help="keyword arguments of the sampler"),
     "pruner": Option(str, default="none", choices=tuple(PRUNERS), help="Optuna pruner"),
@@ -129,11 +179,23 @@ class SearchSpace:
         path = Path(path)
         source = str(path)
         try:
-            text = path.read_text()
+            if path.is_dir():
+                raise SpaceError("is a directory, not a search-space file", source=source)
+            with path.open("rb") as f:
+                data = f.read(SPACE_FILE_LIMIT + 1)
         except FileNotFoundError:
             raise SpaceError("no such file", source=source) from None
         except OSError as err:
             raise SpaceError(f"cannot read the file: {err.strerror}", source=source) from None
+        if len(data) > SPACE_FILE_LIMIT:
+            raise SpaceError(f"larger than {SPACE_FILE_LIMIT // 2**20} MiB: not a search-space file", source=source)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SpaceError(
+                f"not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}): not a search-space file",
+                source=source,
+            ) from None
         return cls.from_toml(text, source=source, default_name=path.stem, registry=registry)
 
     @classmethod
@@ -144,6 +206,8 @@ class SearchSpace:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise SpaceError(f"not valid TOML: {err}", source=source) from None
+        except RecursionError:
+            raise SpaceError("not valid TOML: arrays or tables nested too deeply", source=source) from None
         return cls.from_dict(data, source=source, default_name=default_name, registry=registry)
 
     @classmethod
@@ -174,7 +238,7 @@ class SearchSpace:
 
         task = _configure(registry, "tasks", _table(data, "task"), "task")
         dims_raw = data.get("dimensions")
-        if dims_raw is None:
+        if dims_raw is None or dims_raw == []:
             raise SpaceError(
                 "missing section [[dimensions]]: a search needs at least one dimension",
                 key="dimensions",
@@ -226,6 +290,8 @@ class SearchSpace:
         )
         space.make_sampler()
         space.make_pruner()
+        space.check_model_size()
+        space.check_sampler_space()
         return space
 
     def _validate_objectives(self) -> None:
@@ -295,10 +361,20 @@ class SearchSpace:
 
     def make_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         name = self.study.sampler
+        package = SAMPLER_PACKAGES.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise SpaceError(
+                f"sampler {name!r} needs the {package!r} package, which is not installed: pip install {package}",
+                key="study.sampler",
+                source=self.source,
+            )
         cls = getattr(optuna.samplers, SAMPLERS[name])
-        options = dict(self.study.sampler_options)
+        options = self._arguments(cls, self.study.sampler_options, "study.sampler_options", f"sampler {name!r}")
         try:
-            return cls(seed=self.study.seed if seed is None else seed, **options)
+            with warnings.catch_warnings():
+                # The documented samplers are automl's choice: Optuna's "experimental" notice is not the user's.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return cls(seed=self.study.seed if seed is None else seed, **options)
         except (TypeError, ValueError, ImportError) as err:
             raise SpaceError(
                 f"sampler {name!r} rejects its options: {err}", key="study.sampler_options", source=self.source
@@ -306,27 +382,139 @@ class SearchSpace:
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         cls_name = PRUNERS[self.study.pruner]
+        key = "study.pruner_options"
         if cls_name is None:
             if self.study.pruner_options:
-                raise SpaceError(
-                    "pruner_options given without a pruner", key="study.pruner_options", source=self.source
-                )
+                raise SpaceError("pruner_options given without a pruner", key=key, source=self.source)
             return optuna.pruners.NopPruner()
-        options = dict(self.study.pruner_options)
+        cls = getattr(optuna.pruners, cls_name)
+        what = f"pruner {self.study.pruner!r}"
         try:
-            if cls_name == "PatientPruner":
-                inner = options.pop("wrapped", None)
-                return optuna.pruners.PatientPruner(
-                    getattr(optuna.pruners, PRUNERS[inner])() if PRUNERS.get(inner) else None,
-                    **options,
-                )
-            return getattr(optuna.pruners, cls_name)(**options)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return self._pruner(cls, key, what)
+        except SpaceError as err:
+            raise err.located(self.source) from None
         except (TypeError, ValueError) as err:
+            raise SpaceError(f"{what} rejects its options: {err}", key=key, source=self.source) from None
+
+    def _pruner(self, cls: type, key: str, what: str) -> optuna.pruners.BasePruner:
+        if cls is not optuna.pruners.PatientPruner:
+            return cls(**self._arguments(cls, self.study.pruner_options, key, what))
+        wrappable = [p for p, c in PRUNERS.items() if c not in (None, "PatientPruner")]
+        extra = {
+            "wrapped": Option(str, default=None, choices=wrappable, help="the pruner it wraps"),
+            "wrapped_options": Option(dict, default={}, help="the wrapped pruner's options"),
+        }
+        options = self._arguments(cls, self.study.pruner_options, key, what, extra=extra)
+        inner_name = options.pop("wrapped", None)
+        inner_raw = options.pop("wrapped_options", {})
+        inner = None
+        if inner_name is not None:
+            inner_cls = getattr(optuna.pruners, PRUNERS[inner_name])
+            inner = inner_cls(
+                **self._arguments(inner_cls, inner_raw, f"{key}.wrapped_options", f"pruner {inner_name!r}")
+            )
+        elif inner_raw:
+            raise SpaceError("wrapped_options given without 'wrapped'", key=f"{key}.wrapped_options")
+        return cls(inner, **options)
+
+    def _arguments(
+        self, cls: type, raw: Mapping[str, Any], key: str, what: str, extra: Mapping[str, Option] | None = None
+    ) -> dict[str, Any]:
+        """``raw`` checked against the keyword arguments of ``cls`` a file can express, and ``extra``."""
+        declared: dict[str, Option] = dict(extra or {})
+        for name, parameter in inspect.signature(cls).parameters.items():
+            types = _toml_types(parameter.annotation)
+            if name in ("seed", "wrapped_pruner") or not types:
+                continue  # set by automl, or not expressible in a file (callables, sampler objects)
+            declared[name] = _argument_option(name, types, parameter.default)
+        checked: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name not in declared:
+                raise SpaceError(
+                    f"unknown key {name!r}: not an option of {what}",
+                    key=f"{key}.{name}",
+                    allowed=sorted(declared),
+                    source=self.source,
+                )
+            try:
+                checked[name] = _check_argument(declared[name], value, f"{key}.{name}")
+            except SpaceError as err:
+                raise err.located(self.source) from None
+        for name, option in declared.items():
+            if option.required and name not in raw:
+                raise SpaceError(f"missing required key {name!r} of {what}", key=f"{key}.{name}", source=self.source)
+        return checked
+
+    # -- checks that sample --------------------------------------------------------------------------
+    def check_model_size(self) -> None:
+        """Refuse a space whose models would not fit in memory, from the parameter counts of probing candidates.
+
+        The probes take the last choice and the top of every range of the architecture dimension, then each
+        choice index in turn (so every operation of a cell is seen everywhere at least once); each is built on
+        PyTorch's meta device (shapes only, no memory). A build that fails there is left to the trials.
+        """
+        found = self.architecture
+        if found is None:
+            return
+        key, dim = found
+        import torch
+
+        largest, rounds, index = 0, 1, -1
+        while index < min(rounds, 8):
+            trial = _ProbeTrial(index)
+            try:
+                arch = dim.sample(ScopedTrial(trial, key))
+                with torch.device("meta"):
+                    model = arch.build(self.task, norm_layer=None, options={})
+                largest = max(largest, sum(p.numel() for p in model.parameters()))
+            except Exception:  # noqa: BLE001 - a best-effort estimate; the trials report a build that fails
+                return
+            rounds = max([rounds] + [len(d.choices) for d in trial.distributions.values() if hasattr(d, "choices")])
+            index += 1
+        limit = max_model_params()
+        if largest > limit:
             raise SpaceError(
-                f"pruner {self.study.pruner!r} rejects its options: {err}",
-                key="study.pruner_options",
+                f"a candidate of this space has {largest:,} parameters, more than the {limit:,} allowed "
+                f"(at most {MAX_MODEL_PARAMS:,}, and {BYTES_PER_PARAM} bytes each must fit in this machine's "
+                f"memory); make the network smaller",
+                key=f"dimensions[{self._raw_index(key)}]",
                 source=self.source,
-            ) from None
+            )
+
+    def check_sampler_space(self) -> None:
+        """``bruteforce`` enumerates a finite space: refuse one where a dimension samples a continuous range.
+
+        Probing candidates take each choice index in turn, so every choice of every categorical is seen.
+        """
+        if self.study.sampler != "bruteforce":
+            return
+        index, rounds = 0, 1
+        while index < min(rounds, 32):
+            trial = _ProbeTrial(index)
+            try:
+                self.sample(trial)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - a sampling failure is reported by the trials
+                return
+            for name, distribution in trial.distributions.items():
+                if isinstance(distribution, FloatDistribution) and distribution.step is None:
+                    raise SpaceError(
+                        f"sampler 'bruteforce' enumerates every candidate, but {name!r} is a continuous range "
+                        f"[{distribution.low}, {distribution.high}]; use another sampler or discrete values",
+                        key="study.sampler",
+                        source=self.source,
+                        allowed=[s for s in SAMPLERS if s != "bruteforce"],
+                    )
+                if isinstance(distribution, CategoricalDistribution):
+                    rounds = max(rounds, len(distribution.choices))
+            index += 1
+
+    def _raw_index(self, key: str) -> int:
+        for i, raw in enumerate(self.raw.get("dimensions") or []):
+            if isinstance(raw, Mapping) and raw.get("key", raw.get("name")) == key:
+                return i
+        return 0
 
     # -- candidates --------------------------------------------------------------------------------
     def sample(self, trial: optuna.trial.BaseTrial) -> Candidate:
@@ -381,6 +569,101 @@ class SearchSpace:
             "seed": self.study.seed,
             "description": self.study.description,
         }
+
+
+def max_model_params() -> int:
+    """The most parameters a candidate's model may have on this machine (see ``MAX_MODEL_PARAMS``)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return MAX_MODEL_PARAMS
+    return min(MAX_MODEL_PARAMS, memory // BYTES_PER_PARAM)
+
+
+class _ProbeTrial:
+    """A stand-in trial for checks: every suggestion takes choice ``index`` (modulo the number of choices;
+    -1 is the last choice and the top of a range) and its distribution is recorded."""
+
+    number = -1
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.params: dict[str, Any] = {}
+        self.distributions: dict[str, BaseDistribution] = {}
+
+    def _record(self, name: str, value: Any, distribution: BaseDistribution) -> Any:
+        self.params.setdefault(name, value)
+        self.distributions.setdefault(name, distribution)
+        return self.params[name]
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        choices = list(choices)
+        return self._record(name, choices[self.index % len(choices)], CategoricalDistribution(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        count = (high - low) // step + 1
+        return self._record(name, low + step * (self.index % count), IntDistribution(low, high, step=step, log=log))
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        value = high if self.index < 0 else low
+        return self._record(name, value, FloatDistribution(low, high, step=step, log=log))
+
+
+def _toml_types(annotation: Any) -> tuple[type, ...]:
+    """The types a TOML file can give for an argument annotated ``annotation`` (``"int | None"``)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text + "|"):
+        depth += char == "["
+        depth -= char == "]"
+        if char == "|" and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return tuple(_TOML_TYPES[p.split("[")[0]] for p in parts if p.split("[")[0] in _TOML_TYPES)
+
+
+def _argument_option(name: str, types: tuple[type, ...], default: Any) -> Option:
+    low, high, exclusive = _ARGUMENT_RANGES.get(name, (None, None, False))
+    return Option(
+        types[0] if len(types) == 1 else object,
+        default=default if default is not inspect.Parameter.empty else REQUIRED,
+        min=low,
+        max=high,
+        min_exclusive=exclusive,
+        extra={"types": types},
+    )
+
+
+def _check_argument(option: Option, value: Any, key: str) -> Any:
+    """Check ``value`` for an argument of one of ``option.extra["types"]``."""
+    types = option.extra.get("types")
+    if types is None:
+        return option.check(value, key)
+    if isinstance(value, bool):
+        typ = bool if bool in types else None
+    elif isinstance(value, int):
+        typ = int if int in types else float if float in types else None
+    elif isinstance(value, float):
+        typ = float if float in types else None
+    elif isinstance(value, str):
+        typ = str if str in types else None
+    elif isinstance(value, Mapping):
+        typ = dict if dict in types else None
+    else:
+        typ = None
+    if typ is None:
+        expected = " or ".join(_TYPE_WORDS[t] for t in types)
+        shown = repr(value) if not isinstance(value, bool) else str(value).lower()
+        raise SpaceError(f"expected {expected}, got {shown}", key=key)
+    name = key.rsplit(".", 1)[-1]
+    choices = _ARGUMENT_CHOICES.get(name) if typ is str else None
+    rule = Option(typ, min=option.min, max=option.max, min_exclusive=option.min_exclusive, choices=choices)
+    return rule.check(value, key)
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table"}
 
 
 def _table(data: Mapping[str, Any], name: str, required: bool = True) -> Mapping[str, Any]:

@@ -24,6 +24,8 @@ from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.storage import readonly_sqlite_uri
+
 KNOWN_SCHEMAS = ("v3.2.0.a",)
 _SPECIAL = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
 
@@ -75,7 +77,7 @@ def _with_study(url: str | None, study_name: str, read: Callable[[sqlite3.Connec
     if not database or database == ":memory:" or not Path(database).is_file():
         return None
     try:
-        connection = sqlite3.connect(f"file:{Path(database).resolve()}?mode=ro", uri=True, timeout=30)
+        connection = sqlite3.connect(readonly_sqlite_uri(Path(database)), uri=True, timeout=30)
     except sqlite3.Error:
         return None
     try:

@@ -84,7 +84,7 @@ class StudyTrials:
     """
 
     def __init__(self, study_name: str, storage: str | optuna.storages.BaseStorage | None) -> None:
-        self.storage = open_storage(storage)
+        self.storage = open_storage(storage, read_only=True)
         self.url = sqlite_url(self.storage)
         self.study = load_study(study_name, self.storage)
         self.study_name = study_name

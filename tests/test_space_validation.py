@@ -65,10 +65,10 @@ def test_good_file_builds(tmp_path):
         ('sampler = "random"', 'sampler = "annealing"', "study.sampler", "'annealing' is not accepted", "tpe"),
         (
             'sampler = "random"',
-            'sampler = "random"\nsampler_options = {warp = 3}',
-            "study.sampler_options",
-            "rejects its options",
-            None,
+            'sampler = "tpe"\nsampler_options = {warp = 3}',
+            "study.sampler_options.warp",
+            "unknown key 'warp': not an option of sampler 'tpe'",
+            "n_startup_trials",
         ),
         (
             'sampler = "random"',

@@ -97,7 +97,7 @@ def test_a_missing_candidate_fails_its_trial_and_the_search_goes_on(tmp_path):
 @pytest.mark.parametrize(
     "evaluator, key, message",
     [
-        ({"name": "table", "path": "nowhere.csv"}, "evaluator.path", "no such table file"),
+        ({"name": "table", "path": "nowhere.csv"}, "evaluator.path", "no such file"),
         (
             {"name": "table", "benchmark": "nb201", "metrics": ["imagenet"]},
             "evaluator.metrics[0]",

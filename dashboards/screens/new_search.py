@@ -219,7 +219,9 @@ class NewSearchScreen(Screen):
         if message.finished:
             assert self.search is not None
             code = self.search.returncode
-            how = "finished" if code == 0 else "stopped" if code and code < 0 else f"exited with code {code}"
+            # A search told to stop ends its trial as interrupted and exits 128 + the signal (SIGTERM: 143).
+            stopped = code is not None and (code < 0 or code in (129, 130, 143))
+            how = "finished" if code == 0 else "stopped" if stopped else f"exited with code {code}"
             status.update(f"study {self.study_name!r} {how}: {done} — ctrl+s resumes")
             self.query_one("#stop", Button).disabled = True
             if code not in (0, None) and code > 0:

@@ -29,7 +29,7 @@ class ProxyEvaluator(Evaluator):
     example = {"proxies": ["synflow", "nwot", "params"]}
     options = {
         "proxies": Option(list, item_type=str, min_items=1, help="proxy names (see automl plugins)"),
-        "batch_size": Option(int, default=None, min=1, help="minibatch size (default: the task's)"),
+        "batch_size": Option(int, default=None, min=1, max=4096, help="minibatch size (default: the task's)"),
         "proxy_options": Option(dict, default={}, help="per-proxy settings, e.g. [evaluator.proxy_options.lga]"),
         "aggregate": Option(
             list,
@@ -37,8 +37,10 @@ class ProxyEvaluator(Evaluator):
             item_type=str,
             help="proxies whose mean rank over a reference pool is the score 'aggregate'",
         ),
-        "aggregate_pool": Option(int, default=32, min=2, help="architectures in the aggregate's reference pool"),
-        "aggregate_seed": Option(int, default=0, help="seed that draws the reference pool"),
+        "aggregate_pool": Option(
+            int, default=32, min=2, max=10_000, help="architectures in the aggregate's reference pool"
+        ),
+        "aggregate_seed": Option(int, default=0, min=0, max=2**32 - 1, help="seed that draws the reference pool"),
     }
 
     def __init__(self, **settings: Any) -> None:

@@ -153,7 +153,10 @@ class TableEvaluator(Evaluator):
             help="a bundled table: nb201 (metrics cifar10, cifar100) or flexibert (glue, cola, ...)",
         ),
         "path": Option(
-            str, default=None, help="a CSV / JSON-lines / JSON file mapping architecture strings to metrics"
+            str,
+            default=None,
+            path="text",
+            help="a CSV / JSON-lines / JSON file mapping architecture strings to metrics",
         ),
         "key_column": Option(str, default="arch", help="the column of a user table holding architecture strings"),
         "metrics": Option(

@@ -27,18 +27,24 @@ SCHEDULES = ("cosine", "constant")
 METRICS = ["val_accuracy", "test_accuracy", "train_loss", "val_loss"]
 
 TRAINING_OPTIONS: dict[str, Option] = {
-    "epochs": Option(int, default=2, min=1, help="training epochs"),
-    "batch_size": Option(int, default=None, min=1, help="training minibatch size (default: the task's)"),
+    "epochs": Option(int, default=2, min=1, max=10_000, help="training epochs"),
+    "batch_size": Option(int, default=None, min=1, max=4096, help="training minibatch size (default: the task's)"),
     "optimizer": Option(str, default="sgd", choices=OPTIMIZERS),
-    "lr": Option(float, default=0.05, min=0.0, help="learning rate at the start of the schedule"),
-    "momentum": Option(float, default=0.9, min=0.0, max=1.0, help="SGD momentum"),
-    "weight_decay": Option(float, default=5e-4, min=0.0),
-    "schedule": Option(str, default="cosine", choices=SCHEDULES, help="learning-rate schedule over all steps"),
-    "grad_clip": Option(float, default=5.0, min=0.0, help="gradient-norm clip (0: none)"),
-    "max_train_samples": Option(
-        int, default=None, min=1, help="train on a fixed random subset of this many examples (default: all)"
+    "lr": Option(
+        float, default=0.05, min=0.0, min_exclusive=True, max=10.0, help="learning rate at the start of the schedule"
     ),
-    "eval_batch_size": Option(int, default=512, min=1, help="minibatch size for validation and test"),
+    "momentum": Option(float, default=0.9, min=0.0, max=1.0, help="SGD momentum"),
+    "weight_decay": Option(float, default=5e-4, min=0.0, max=1.0),
+    "schedule": Option(str, default="cosine", choices=SCHEDULES, help="learning-rate schedule over all steps"),
+    "grad_clip": Option(float, default=5.0, min=0.0, max=1e6, help="gradient-norm clip (0: none)"),
+    "max_train_samples": Option(
+        int,
+        default=None,
+        min=1,
+        max=10_000_000,
+        help="train on a fixed random subset of this many examples (default: all)",
+    ),
+    "eval_batch_size": Option(int, default=512, min=1, max=65_536, help="minibatch size for validation and test"),
 }
 
 Report = Callable[[float, int], None]

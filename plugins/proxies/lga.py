@@ -64,11 +64,15 @@ class LgaProxy(Proxy):
     applies_to = ("cell", "transformer")
     example = {"steps": 2}
     options = {
-        "steps": Option(int, default=0, min=0, help="SGD steps on the training split before measuring"),
-        "epochs": Option(float, default=0.0, min=0.0, help="training in epochs (added to steps)"),
-        "lr": Option(float, default=0.05, min=0.0, help="SGD learning rate of that training"),
+        "steps": Option(int, default=0, min=0, max=100_000, help="SGD steps on the training split before measuring"),
+        "epochs": Option(float, default=0.0, min=0.0, max=1000.0, help="training in epochs (added to steps)"),
+        "lr": Option(
+            float, default=0.05, min=0.0, min_exclusive=True, max=10.0, help="SGD learning rate of that training"
+        ),
         "momentum": Option(float, default=0.9, min=0.0, max=1.0),
-        "train_batch_size": Option(int, default=None, min=1, help="training minibatch (default: the scored batch's)"),
+        "train_batch_size": Option(
+            int, default=None, min=1, max=4096, help="training minibatch (default: the scored batch's)"
+        ),
         "mode": Option(
             str,
             default="train",

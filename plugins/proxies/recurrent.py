@@ -38,7 +38,7 @@ class HiddenCovProxy(Proxy):
     description = "−Σ[log(λ+k) + 1/(λ+k)] of the correlation of a recurrent layer's hidden units (eval mode)"
     applies_to = ("recurrent",)
     options = {
-        "layer": Option(int, default=1, min=1, help="recurrent layer (1 = first)"),
+        "layer": Option(int, default=1, min=1, max=8, help="recurrent layer (1 = first)"),
         "constant_units": Option(
             str,
             default="drop",

@@ -21,7 +21,7 @@ from typing import Any
 
 from automl import Command, EvalContext, SearchSpace, SpaceError
 from automl.cache import ScoreCache
-from automl.errors import AutomlError
+from automl.errors import AutomlError, UsageError
 from automl.evaluation import Evaluations
 
 ARCH_KEYS = ("hidden_size", "encoder_layers")
@@ -103,10 +103,12 @@ def record_to_arch(record: Mapping[str, Any]) -> str:
 def read_architectures(path: str | os.PathLike[str]) -> list[str]:
     """The architecture lines of ``path`` (blank lines and ``#`` comments skipped)."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file of architectures (it is not UTF-8)") from None
     except OSError as err:
-        raise AutomlError(f"{path}: cannot read the architecture file ({err.strerror})") from None
+        raise UsageError(f"{path}: cannot read the architecture file ({err.strerror})") from None
 
 
 def score_architectures(

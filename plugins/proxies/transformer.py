@@ -67,9 +67,13 @@ class WpcaProxy(Proxy):
     description = "parameters × Σ over feed-forward blocks of the PCA components holding η of the variance"
     applies_to = ("transformer",)
     options = {
-        "eta": Option(float, default=0.99, min=0.0, max=1.0, help="share of variance the components hold"),
+        "eta": Option(
+            float, default=0.99, min=0.0, min_exclusive=True, max=1.0, help="share of variance the components hold"
+        ),
         "reduce": Option(str, default="sum", choices=REDUCTIONS, help="over feed-forward blocks"),
-        "batches": Option(int, default=3, min=1, help="minibatches averaged (the scored one, then seeds 1, 2, …)"),
+        "batches": Option(
+            int, default=3, min=1, max=100, help="minibatches averaged (the scored one, then seeds 1, 2, …)"
+        ),
     }
 
     def score(self, candidate, batch):

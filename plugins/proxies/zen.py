@@ -36,8 +36,10 @@ class ZenProxy(Proxy):
     description = "log E‖f(x) − f(x + γε)‖ of pre-pooling features + Σ_BN log √mean(running var)"
     applies_to = ("cell",)
     options = {
-        "gamma": Option(float, default=0.01, min=0.0, help="size of the input perturbation"),
-        "repeats": Option(int, default=1, min=1, help="independent draws averaged"),
+        "gamma": Option(
+            float, default=0.01, min=0.0, min_exclusive=True, max=10.0, help="size of the input perturbation"
+        ),
+        "repeats": Option(int, default=1, min=1, max=100, help="independent draws averaged"),
     }
 
     def score(self, candidate, batch):

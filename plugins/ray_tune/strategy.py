@@ -33,15 +33,20 @@ SCHEDULERS: dict[str, str] = {
 }
 
 RAY_OPTIONS: dict[str, Option] = {
-    "cpus": Option(float, default=1.0, min=0.0, help="CPUs per trial"),
+    "cpus": Option(float, default=1.0, min=0.0, max=1024.0, help="CPUs per trial"),
     "gpus": Option(
         float,
         default=None,
         min=0.0,
+        max=64.0,
         help="GPUs per trial, fractions allowed (default: 1 when the cluster has GPUs, else 0)",
     ),
     "max_concurrent_trials": Option(
-        int, default=0, min=0, help="trials running at once (0: as many as the cluster's resources hold now)"
+        int,
+        default=0,
+        min=0,
+        max=10_000,
+        help="trials running at once (0: as many as the cluster's resources hold now)",
     ),
     "scheduler": Option(str, default="asha", choices=tuple(SCHEDULERS), help="Ray Tune trial scheduler"),
     "scheduler_options": Option(
@@ -50,8 +55,10 @@ RAY_OPTIONS: dict[str, Option] = {
     "address": Option(
         str, default=None, help='join this Ray cluster ("auto" or host:port; --ray-address overrides it)'
     ),
-    "num_cpus": Option(int, default=None, min=1, help="CPUs of a Ray started here (default: all)"),
-    "folder": Option(str, default=None, help="run folder for Ray's temp files and results (default: runs/<study>)"),
+    "num_cpus": Option(int, default=None, min=1, max=4096, help="CPUs of a Ray started here (default: all)"),
+    "folder": Option(
+        str, default=None, path="folder", help="run folder for Ray's temp files and results (default: runs/<study>)"
+    ),
 }
 
 # A tiny search for the contract suites (automl.testing): one-epoch training of tiny NB201 cells, on a Ray

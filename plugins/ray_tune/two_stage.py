@@ -52,8 +52,8 @@ class TwoStageStrategy(Strategy):
             help="the screen score that ranks candidates (default: the screening evaluator's first)",
         ),
         "screen_direction": Option(str, default="maximize", choices=("maximize", "minimize")),
-        "pool": Option(int, default=20, min=1, help="candidates to screen"),
-        "top_k": Option(int, default=4, min=1, help="best screened candidates to train"),
+        "pool": Option(int, default=20, min=1, max=100_000, help="candidates to screen"),
+        "top_k": Option(int, default=4, min=1, max=10_000, help="best screened candidates to train"),
         **RAY_OPTIONS,
     }
 

@@ -131,7 +131,7 @@ class DataPruningDimension(Dimension):
             min_items=1,
             help="keep the hardest or the easiest examples",
         ),
-        "el2n_steps": Option(int, default=20, min=1, help="training steps before EL2N scores are taken"),
+        "el2n_steps": Option(int, default=20, min=1, max=100_000, help="training steps before EL2N scores are taken"),
     }
 
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:

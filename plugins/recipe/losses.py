@@ -190,7 +190,7 @@ class LossDimension(Dimension):
             help="label-smoothing ε range [low, high]",
         ),
         "gamma": Option(
-            list, default=[0.5, 5.0], item_type=float, min=0.0, min_items=2, help="focal γ range [low, high]"
+            list, default=[0.5, 5.0], item_type=float, min=0.0, max=100.0, min_items=2, help="focal γ range [low, high]"
         ),
         "q": Option(
             list,

@@ -167,6 +167,7 @@ class NormalizationDimension(Dimension):
             default=[2, 4, 8],
             item_type=int,
             min=1,
+            max=1024,
             min_items=1,
             help="group counts for group and batch-channel normalization (the largest divisor of "
             "the channel count up to this value is used)",

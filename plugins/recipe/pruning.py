@@ -218,7 +218,7 @@ class PruningDimension(Dimension):
             list, default=[1, 2], item_type=int, choices=(1, 2), min_items=1, help="the Ln norm that ranks channels"
         ),
         "patterns": Option(list, default=["2:4"], item_type=str, min_items=1, help="N:M patterns, e.g. 2:4"),
-        "snip_batch_size": Option(int, default=64, min=1, help="minibatch size for SNIP's sensitivities"),
+        "snip_batch_size": Option(int, default=64, min=1, max=4096, help="minibatch size for SNIP's sensitivities"),
         "skip_last": Option(bool, default=True, help="never prune the last layer (the classifier)"),
     }
 

@@ -26,7 +26,11 @@ DIRECTIONS = ("maximize", "minimize")
 
 ORACLE_OPTIONS: dict[str, Option] = {
     "budget": Option(
-        int, default=20, min=1, help="oracle queries: the most distinct candidates the oracle evaluates (T)"
+        int,
+        default=20,
+        min=1,
+        max=1_000_000,
+        help="oracle queries: the most distinct candidates the oracle evaluates (T)",
     ),
     "oracle": Option(
         dict,
@@ -37,7 +41,13 @@ ORACLE_OPTIONS: dict[str, Option] = {
     "direction": Option(
         str, default=None, choices=DIRECTIONS, help="the metric's direction (default: the space's objective's)"
     ),
-    "seed": Option(int, default=None, help="seed of the strategy's own random choices (default: the run's seed)"),
+    "seed": Option(
+        int,
+        default=None,
+        min=0,
+        max=2**32 - 1,
+        help="seed of the strategy's own random choices (default: the run's seed)",
+    ),
 }
 
 # A tiny run for the contract suites (automl.testing): three look-ups in the bundled NB201 table.

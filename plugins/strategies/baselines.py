@@ -45,8 +45,10 @@ class RegularizedEvolution(OracleStrategy):
     example = {**EXAMPLE, "population_size": 2, "tournament_size": 1}
     options = {
         **ORACLE_OPTIONS,
-        "population_size": Option(int, default=10, min=2, help="population size (P); the first P are random"),
-        "tournament_size": Option(int, default=3, min=1, help="candidates sampled per tournament (S)"),
+        "population_size": Option(
+            int, default=10, min=2, max=100_000, help="population size (P); the first P are random"
+        ),
+        "tournament_size": Option(int, default=3, min=1, max=100_000, help="candidates sampled per tournament (S)"),
     }
 
     def validate(self, space: SearchSpace) -> None:

@@ -37,10 +37,13 @@ POOL_OPTIONS: dict[str, Option] = {
         int,
         default=1000,
         min=1,
+        max=100_000,
         help="candidates in the pool: a seeded sample, or the whole space when it is no larger",
     ),
     "whole_space": Option(bool, default=False, help="pool = every candidate of the space (discrete spaces)"),
-    "pool_seed": Option(int, default=0, help="seed of the pool's sample (fixed across strategy seeds)"),
+    "pool_seed": Option(
+        int, default=0, min=0, max=2**32 - 1, help="seed of the pool's sample (fixed across strategy seeds)"
+    ),
     "transform": Option(
         str,
         default="signed_log",

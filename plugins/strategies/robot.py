@@ -39,10 +39,11 @@ class RoBoT(PoolStrategy):
             int,
             default=None,
             min=1,
+            max=1_000_000,
             help="BO iterations over the weights (default: the budget T); an argmax already queried costs no query",
         ),
         "startup_trials": Option(
-            int, default=3, min=1, help="random weight vectors before the sampler's model takes over"
+            int, default=3, min=1, max=1_000_000, help="random weight vectors before the sampler's model takes over"
         ),
     }
 

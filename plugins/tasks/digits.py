@@ -48,12 +48,12 @@ class DigitsTask(Task):
     kind = "image-classification"
     example = {"image_size": 8, "channels": 1, "batch_size": 16}
     options = {
-        "batch_size": Option(int, default=64, min=1, help="minibatch size for proxies and training"),
+        "batch_size": Option(int, default=64, min=1, max=4096, help="minibatch size for proxies and training"),
         "image_size": Option(int, default=32, min=8, max=256, help="side of the upscaled images"),
         "channels": Option(int, default=3, choices=(1, 3), help="image channels"),
         "val_fraction": Option(float, default=0.2, min=0.05, max=0.5),
         "test_fraction": Option(float, default=0.2, min=0.05, max=0.5),
-        "split_seed": Option(int, default=0),
+        "split_seed": Option(int, default=0, min=0, max=2**32 - 1),
     }
 
     def __init__(self, **settings):

@@ -90,13 +90,13 @@ class TextTask(Task):
 
     example = {"seq_len": 8, "vocab_size": 100, "batch_size": 8}
     options = {
-        "batch_size": Option(int, default=32, min=1, help="minibatch size for proxies and training"),
+        "batch_size": Option(int, default=32, min=1, max=4096, help="minibatch size for proxies and training"),
         "seq_len": Option(int, default=32, min=2, max=4096, help="tokens per sequence"),
         "tokens": Option(str, default="word", choices=("word", "char"), help="word-level or character-level"),
         "vocab_size": Option(
             int, default=2000, min=16, max=50000, help="vocabulary size, <unk> included (<mask> adds one for text_mlm)"
         ),
-        "split_seed": Option(int, default=0, help="seed of the masking / shuffling"),
+        "split_seed": Option(int, default=0, min=0, max=2**32 - 1, help="seed of the masking / shuffling"),
     }
 
     def __init__(self, **settings: Any) -> None:

@@ -114,7 +114,7 @@ class FlexiBERTDimension(ArchitectureDimension):
             min_items=1,
             help="feed-forward hidden layers per block",
         ),
-        "max_positions": Option(int, default=512, min=1, help="learned position embeddings"),
+        "max_positions": Option(int, default=512, min=1, max=8192, help="learned position embeddings"),
     }
 
     def settings_key(self) -> dict:

@@ -103,8 +103,8 @@ class NB201Dimension(ArchitectureDimension):
     task_kinds = ("image-classification",)
     example = {"channels": 4, "cells_per_stage": 1}
     options = {
-        "channels": Option(int, default=16, min=1, help="channels of the first stage (C)"),
-        "cells_per_stage": Option(int, default=5, min=1, help="cells per stage (N)"),
+        "channels": Option(int, default=16, min=1, max=1024, help="channels of the first stage (C)"),
+        "cells_per_stage": Option(int, default=5, min=1, max=64, help="cells per stage (N)"),
         "operations": Option(
             list,
             default=list(OPERATIONS),

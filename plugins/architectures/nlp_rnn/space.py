@@ -60,10 +60,12 @@ class RecurrentDimension(ArchitectureDimension):
     example = {"embedding_size": 8, "hidden_size": 8, "layers": 1, "max_nodes": 4}
     options = {
         "max_hidden": Option(int, default=MAX_HIDDEN, min=1, max=MAX_HIDDEN, help="most hidden states (k)"),
-        "min_nodes": Option(int, default=1, min=1, help="fewest free units (an operation, or linear + activation)"),
+        "min_nodes": Option(
+            int, default=1, min=1, max=24, help="fewest free units (an operation, or linear + activation)"
+        ),
         "max_nodes": Option(int, default=8, min=1, max=24, help="most free units"),
-        "embedding_size": Option(int, default=32, min=1, help="token embedding width"),
-        "hidden_size": Option(int, default=32, min=1, help="hidden state width (H)"),
+        "embedding_size": Option(int, default=32, min=1, max=4096, help="token embedding width"),
+        "hidden_size": Option(int, default=32, min=1, max=4096, help="hidden state width (H)"),
         "layers": Option(int, default=2, min=1, max=8, help="stacked recurrent layers"),
     }
 
