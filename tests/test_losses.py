@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -472,3 +473,12 @@ def test_bad_range_is_a_space_error(key):
 def test_out_of_range_tau_is_a_space_error():
     with pytest.raises(automl.SpaceError, match="tau"):
         _space({"tau": [0.0, 2.5]})
+
+
+def test_bundled_metric_learning_space_validates():
+    space = automl.SearchSpace.from_file(Path(__file__).resolve().parents[1] / "search_spaces" / "metric_digits.toml")
+    assert space.metrics == ["val_recall_at_1"] and space.evaluator.settings["metric"] == "recall_at_1"
+    candidate = space.candidate_from_arch(
+        ARCH, {"loss.loss": "multi_similarity", "loss.ms_beta": 20.0, "loss.ms_lambda": 0.6}
+    )
+    assert isinstance(candidate.loss, MultiSimilarityLoss) and candidate.loss.beta == 20.0
