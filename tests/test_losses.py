@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import automl
-from automl_plugins.evaluators.training import evaluate_embeddings, recall_at_1, train_candidate
+from automl_plugins.evaluators.training import evaluate_embeddings, evaluate_model, recall_at_1, train_candidate
 from automl_plugins.recipe.losses import (
     CLASSIFICATION_LOSSES,
     LOSSES,
@@ -316,6 +316,16 @@ def test_ensloss_draws_a_new_loss_per_batch_binary_margin_and_eval_cross_entropy
     assert torch.isclose(again(logits, targets), first)
     loss.eval()
     assert torch.allclose(loss(logits, targets), F.cross_entropy(logits, targets))
+
+
+def test_ensloss_validation_loss_is_cross_entropy():
+    model = torch.nn.Linear(3, 4)
+    data = automl.Batch(torch.randn(20, 3, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 4)
+    loss = EnsLoss(seed=0)
+    _, value = evaluate_model(model, data, loss, batch_size=8)
+    with torch.no_grad():
+        assert value == pytest.approx(F.cross_entropy(model(data.inputs), data.targets).item(), rel=1e-5)
+    assert loss.training  # back in training mode for the next epoch
 
 
 def test_inverse_box_cox():

@@ -162,9 +162,13 @@ def train_candidate(
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, data: Batch, criterion: nn.Module, batch_size: int = 512) -> tuple[float, float]:
-    """(accuracy, mean loss) of ``model`` on ``data`` in eval mode; token-level for sequence outputs."""
-    was_training = model.training
+    """(accuracy, mean loss) of ``model`` on ``data`` in eval mode; token-level for sequence outputs.
+
+    The criterion is in eval mode too: a stochastic training loss (EnsLoss) reports its evaluation loss.
+    """
+    was_training, criterion_was_training = model.training, criterion.training
     model.eval()
+    criterion.eval()
     correct = total = 0
     loss_sum = 0.0
     try:
@@ -177,6 +181,7 @@ def evaluate_model(model: nn.Module, data: Batch, criterion: nn.Module, batch_si
             loss_sum += float(criterion(logits, targets)) * int(targets.numel())
     finally:
         model.train(was_training)
+        criterion.train(criterion_was_training)
     return correct / max(total, 1), loss_sum / max(total, 1)
 
 
@@ -191,8 +196,9 @@ def evaluate_embeddings(
     model: nn.Module, data: Batch, criterion: nn.Module, batch_size: int = 512
 ) -> tuple[float, float]:
     """(Recall@1, mean loss) of ``model``'s outputs on ``data`` read as embeddings, in eval mode."""
-    was_training = model.training
+    was_training, criterion_was_training = model.training, criterion.training
     model.eval()
+    criterion.eval()
     outputs, loss_sum = [], 0.0
     try:
         for first in range(0, len(data), batch_size):
@@ -202,6 +208,7 @@ def evaluate_embeddings(
             outputs.append(out)
     finally:
         model.train(was_training)
+        criterion.train(criterion_was_training)
     return recall_at_1(torch.cat(outputs), data.targets), loss_sum / max(len(data), 1)
 
 
