@@ -311,8 +311,9 @@ class EnsLoss(nn.Module):
     sequence per batch, and steps along Σ φ'(z_i) ∇z_i. As in the authors' code (``losses.ensLoss``):
     derivatives are −BC⁻¹(ε; λ) with ε ~ N(0, 1) (the inverse Box-Cox transform, λ = ``lam``; λ = 0
     makes them log-normal), clipped at −1, sorted and assigned in the order of the batch's margins
-    (with a margin-0 anchor in the ranking), divided by z where z > 1 (a decaying tail) and shifted by
-    −10⁻⁶ to stay strictly negative. The value returned is Σ φ'(z_i) z_i / N with φ' held fixed: its
+    (with a margin-0 anchor in the ranking, as one version of their code has; another leaves it out,
+    which moves each draw by at most one rank), divided by z where z > 1 (a decaying tail) and shifted
+    by −10⁻⁶ to stay strictly negative. The value returned is Σ φ'(z_i) z_i / N with φ' held fixed: its
     gradient is the EnsLoss step, its value is no loss level. In eval mode it is cross-entropy, so
     validation losses stay comparable.
 
@@ -371,8 +372,7 @@ class MultiSimilarityLoss(nn.Module):
 
     summed over anchors that keep at least one pair of each kind and divided by the batch size. The
     defaults α = 2, β = 40, λ = 0.5, ε = 0.1 and the division by the whole batch are the authors'
-    public code (``MultiSimilarityLoss``, config defaults); the paper reports β = 50, λ = 1 for some
-    datasets. Their code drops positives whose similarity rounds to 1 to skip the anchor itself; here
+    public code (``MultiSimilarityLoss`` and its config defaults). Their code drops positives whose similarity rounds to 1 to skip the anchor itself; here
     the anchor is excluded by index. Batches are drawn at random (no class-balanced sampler).
     """
 
