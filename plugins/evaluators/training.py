@@ -5,6 +5,8 @@ schedule it unchanged: it needs a candidate, the evaluator's settings, a ``repor
 callback and a device. The model comes from ``candidate.build_model()`` with every transform applied:
 pruning masks hold (pruned weights stay zero) and fake quantization is active during training. The
 loss is ``candidate.loss``; a data-pruning choice in ``candidate.recipe`` shrinks the training set.
+``metric = "recall_at_1"`` scores the model's outputs as embeddings (metric learning) instead of as
+class logits.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from automl.options import validate_options
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
+EVAL_METRICS = ("accuracy", "recall_at_1")
 METRICS = ["val_accuracy", "test_accuracy", "train_loss", "val_loss"]
+RECALL_METRICS = ["val_recall_at_1", "test_recall_at_1", "train_loss", "val_loss"]
 
 TRAINING_OPTIONS: dict[str, Option] = {
     "epochs": Option(int, default=2, min=1, max=10_000, help="training epochs"),
@@ -45,6 +49,13 @@ TRAINING_OPTIONS: dict[str, Option] = {
         help="train on a fixed random subset of this many examples (default: all)",
     ),
     "eval_batch_size": Option(int, default=512, min=1, max=65_536, help="minibatch size for validation and test"),
+    "metric": Option(
+        str,
+        default="accuracy",
+        choices=EVAL_METRICS,
+        help="score of validation and test: accuracy of the argmax, or recall_at_1 of the outputs as "
+        "embeddings (nearest neighbour by cosine similarity within the split; for metric-learning losses)",
+    ),
 }
 
 Report = Callable[[float, int], None]
@@ -69,6 +80,8 @@ def train_candidate(
     from 1); ``report`` may raise (``optuna.TrialPruned``) to stop the training. Returns the scores
     ``val_accuracy`` and ``val_loss`` (last epoch), ``test_accuracy`` and ``train_loss`` (mean over the
     last epoch), with the validation curve, the training-set size and the cost figures in ``info``.
+    With ``metric = "recall_at_1"`` the curve, the reports and the scores ``val_recall_at_1`` and
+    ``test_recall_at_1`` take Recall@1 in place of accuracy.
     Raises ``TrialFailed`` when the loss stops being finite.
     """
     settings = training_settings(settings)
@@ -105,7 +118,8 @@ def train_candidate(
 
     curve: list[float] = []
     train_loss = math.nan
-    val_accuracy = val_loss = math.nan
+    val_score = val_loss = math.nan
+    name = "accuracy" if settings["metric"] == "accuracy" else "recall_at_1"
     for epoch in range(1, settings["epochs"] + 1):
         model.train()
         order = torch.randperm(len(train), generator=generator).to(device)
@@ -128,19 +142,19 @@ def train_candidate(
             total += float(loss.detach()) * len(index)
             seen += len(index)
         train_loss = total / max(seen, 1)
-        val_accuracy, val_loss = evaluate_model(model, val, criterion, settings["eval_batch_size"])
-        curve.append(val_accuracy)
+        val_score, val_loss = _score(model, val, criterion, settings)
+        curve.append(val_score)
         if report is not None:
-            report(val_accuracy, epoch)
+            report(val_score, epoch)
 
-    scores = {"val_accuracy": val_accuracy, "val_loss": val_loss, "train_loss": train_loss}
+    scores = {f"val_{name}": val_score, "val_loss": val_loss, "train_loss": train_loss}
     try:
         test = task.split("test").to(device)
     except ValueError:
-        scores["test_accuracy"] = math.nan
-        reasons = {"test_accuracy": f"the {task.name} task has no test split"}
+        scores[f"test_{name}"] = math.nan
+        reasons = {f"test_{name}": f"the {task.name} task has no test split"}
     else:
-        scores["test_accuracy"] = evaluate_model(model, test, criterion, settings["eval_batch_size"])[0]
+        scores[f"test_{name}"] = _score(model, test, criterion, settings)[0]
         reasons = {}
     info.update(
         curve=curve,
@@ -154,9 +168,13 @@ def train_candidate(
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, data: Batch, criterion: nn.Module, batch_size: int = 512) -> tuple[float, float]:
-    """(accuracy, mean loss) of ``model`` on ``data`` in eval mode; token-level for sequence outputs."""
-    was_training = model.training
+    """(accuracy, mean loss) of ``model`` on ``data`` in eval mode; token-level for sequence outputs.
+
+    The criterion is in eval mode too: a stochastic training loss (EnsLoss) reports its evaluation loss.
+    """
+    was_training, criterion_was_training = model.training, criterion.training
     model.eval()
+    criterion.eval()
     correct = total = 0
     loss_sum = 0.0
     try:
@@ -169,7 +187,52 @@ def evaluate_model(model: nn.Module, data: Batch, criterion: nn.Module, batch_si
             loss_sum += float(criterion(logits, targets)) * int(targets.numel())
     finally:
         model.train(was_training)
+        criterion.train(criterion_was_training)
     return correct / max(total, 1), loss_sum / max(total, 1)
+
+
+def _score(model: nn.Module, data: Batch, criterion: nn.Module, settings: Mapping[str, Any]) -> tuple[float, float]:
+    if settings["metric"] == "recall_at_1":
+        return evaluate_embeddings(model, data, criterion, settings["eval_batch_size"])
+    return evaluate_model(model, data, criterion, settings["eval_batch_size"])
+
+
+@torch.no_grad()
+def evaluate_embeddings(
+    model: nn.Module, data: Batch, criterion: nn.Module, batch_size: int = 512
+) -> tuple[float, float]:
+    """(Recall@1, mean loss) of ``model``'s outputs on ``data`` read as embeddings, in eval mode."""
+    was_training, criterion_was_training = model.training, criterion.training
+    model.eval()
+    criterion.eval()
+    outputs, loss_sum = [], 0.0
+    try:
+        for first in range(0, len(data), batch_size):
+            out = model(data.inputs[first : first + batch_size]).flatten(1)
+            targets = data.targets[first : first + batch_size]
+            loss_sum += float(criterion(out, targets)) * len(targets)
+            outputs.append(out)
+    finally:
+        model.train(was_training)
+        criterion.train(criterion_was_training)
+    return recall_at_1(torch.cat(outputs), data.targets), loss_sum / max(len(data), 1)
+
+
+@torch.no_grad()
+def recall_at_1(embeddings: torch.Tensor, labels: torch.Tensor, chunk: int = 1024) -> float:
+    """The fraction of examples whose nearest other example (cosine similarity) has the same label.
+
+    Every example queries all the others of the same set, as retrieval benchmarks score a test split
+    against itself (e.g. the multi-similarity authors' ``RetMetric.recall_k``).
+    """
+    x = nn.functional.normalize(embeddings.float().flatten(1), dim=1)
+    hits = 0
+    for first in range(0, len(x), chunk):
+        sim = x[first : first + chunk] @ x.t()
+        rows = torch.arange(len(sim), device=sim.device)
+        sim[rows, rows + first] = -math.inf
+        hits += int((labels[sim.argmax(dim=1)] == labels[first : first + chunk]).sum())
+    return hits / max(len(x), 1)
 
 
 def _flat(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +264,7 @@ class TrainingEvaluator(Evaluator):
     options = TRAINING_OPTIONS
 
     def metrics(self) -> list[str]:
-        return list(METRICS)
+        return list(RECALL_METRICS if self.settings.get("metric") == "recall_at_1" else METRICS)
 
     def evaluate(self, candidate: Any, context: Any) -> EvalResult:
         return train_candidate(candidate, self.settings, context.report, context.device)

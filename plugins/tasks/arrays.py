@@ -125,7 +125,7 @@ class ArraysTask(DataTask):
         ),
         "image_size": Option(int, default=None, min=4, max=1024, help="resize to this side (default: keep the size)"),
         "standardize": Option(bool, default=True, help="scale each channel by the training split's mean and std"),
-        "batch_size": Option(int, default=64, min=1, help="minibatch size for proxies and training"),
+        "batch_size": Option(int, default=64, min=1, max=4096, help="minibatch size for proxies and training"),
         **SPLIT_OPTIONS,
     }
 

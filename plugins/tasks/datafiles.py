@@ -38,7 +38,7 @@ SPLIT_OPTIONS: dict[str, Option] = {
     "test_fraction": Option(
         float, default=0.0, min=0.0, max=0.9, help="share of the data drawn for a test split (default 0: none)"
     ),
-    "split_seed": Option(int, default=0, help="seed of the drawn splits"),
+    "split_seed": Option(int, default=0, min=0, max=2**32 - 1, help="seed of the drawn splits"),
 }
 
 

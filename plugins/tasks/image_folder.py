@@ -78,7 +78,7 @@ class ImageFolderTask(DataTask):
         "image_size": Option(int, default=32, min=4, max=512, help="images are resized to image_size × image_size"),
         "color": Option(str, default="rgb", choices=COLORS, help="read as RGB (3 channels) or grayscale (1)"),
         "standardize": Option(bool, default=True, help="scale each channel by the training split's mean and std"),
-        "batch_size": Option(int, default=64, min=1, help="minibatch size for proxies and training"),
+        "batch_size": Option(int, default=64, min=1, max=4096, help="minibatch size for proxies and training"),
         **SPLIT_OPTIONS,
     }
 

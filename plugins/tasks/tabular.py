@@ -96,7 +96,7 @@ class CsvTask(DataTask):
         "val_path": Option(str, default=None, help="a CSV file with the same columns holding the validation rows"),
         "test_path": Option(str, default=None, help="a CSV file with the same columns holding the test rows"),
         "standardize": Option(bool, default=True, help="scale each feature by the training split's mean and std"),
-        "batch_size": Option(int, default=64, min=1, help="minibatch size for proxies and training"),
+        "batch_size": Option(int, default=64, min=1, max=4096, help="minibatch size for proxies and training"),
         **SPLIT_OPTIONS,
     }
 

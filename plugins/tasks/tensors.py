@@ -48,7 +48,7 @@ class TensorTask(DataTask):
         "layout": Option(str, default="nchw", choices=("nchw", "nhwc"), help="axis order of 4-D images"),
         "vocab_size": Option(int, default=None, min=2, help="token vocabulary size (default: largest id + 1)"),
         "standardize": Option(bool, default=True, help="scale float inputs by the training split's mean and std"),
-        "batch_size": Option(int, default=64, min=1, help="minibatch size for proxies and training"),
+        "batch_size": Option(int, default=64, min=1, max=4096, help="minibatch size for proxies and training"),
         **SPLIT_OPTIONS,
     }
 

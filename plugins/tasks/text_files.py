@@ -115,7 +115,7 @@ class TextClassificationTask(DataTask):
         "seq_len": Option(int, default=64, min=2, max=4096, help="tokens per text (longer ones are cut)"),
         "val_path": Option(str, default=None, help="a file of the same format holding the validation records"),
         "test_path": Option(str, default=None, help="a file of the same format holding the test records"),
-        "batch_size": Option(int, default=32, min=1, help="minibatch size for proxies and training"),
+        "batch_size": Option(int, default=32, min=1, max=4096, help="minibatch size for proxies and training"),
         **SPLIT_OPTIONS,
     }
 
