@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -106,19 +108,87 @@ def test_channel_pruning_removes_whole_rows_by_norm_and_flops_drop():
     assert automl.costs.count_flops(model, torch.randn(1, 3, 16, 16)) < dense
 
 
-def test_nm_masks_have_n_nonzeros_in_every_group():
-    weight = torch.randn(6, 4, 3, 3)
-    mask = nm_mask(weight, 2, 4)
-    groups = mask.reshape(6, -1, 4)
-    assert torch.all(groups.sum(-1) == 2)
+def _nm_by_loops(weight, n, m):
+    """N:M by its definition: at each (out, kh, kw), the n largest |w| of every m consecutive input channels."""
+    mask = torch.zeros_like(weight)
+    out, cin = weight.shape[:2]
+    for o in range(out):
+        for pos in itertools.product(*(range(k) for k in weight.shape[2:])):
+            for start in range(0, cin, m):
+                lane = [weight[(o, i, *pos)].abs().item() for i in range(start, min(start + m, cin))]
+                for j in sorted(range(len(lane)), key=lambda j: -lane[j])[:n]:
+                    mask[(o, start + j, *pos)] = 1.0
+    return mask
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 3, 3), (3, 6, 2, 2), (5, 12), (4, 3, 3, 3)])
+@pytest.mark.parametrize("pattern", [(2, 4), (1, 4), (2, 8)])
+def test_nm_masks_run_along_input_channels(shape, pattern):
+    torch.manual_seed(0)
+    weight = torch.randn(*shape)
+    n, m = pattern
+    mask = nm_mask(weight, n, m)
+    assert torch.equal(mask, _nm_by_loops(weight, n, m))
+    if shape[1] % m == 0:
+        # Exactly n of every m consecutive input channels at each (out, kh, kw): the sparse-tensor-core layout.
+        lanes = mask.movedim(1, -1).reshape(-1, m)
+        assert torch.all(lanes.sum(-1) == n)
+
+
+def test_nm_masks_hold_in_a_model_under_training():
     model = _model()
     prune_nm(model, 2, 4)
     _train_step(model)
     for _, module in prunable_layers(model):
-        rows = module.weight.reshape(module.weight.shape[0], -1)
-        if rows.shape[1] % 4 == 0:
-            assert torch.all((rows.reshape(rows.shape[0], -1, 4) != 0).sum(-1) <= 2)
-            assert torch.all(module.weight_mask.reshape(rows.shape[0], -1, 4).sum(-1) == 2)
+        if module.weight.shape[1] % 4 == 0:
+            lanes = module.weight.movedim(1, -1).reshape(-1, 4)
+            assert torch.all((lanes != 0).sum(-1) <= 2)
+            assert torch.all(module.weight_mask.movedim(1, -1).reshape(-1, 4).sum(-1) == 2)
+
+
+def test_global_pruning_guard_prevents_layer_collapse():
+    import math
+
+    space = automl.SearchSpace.from_dict(
+        {
+            "study": {"name": "g", "n_trials": 1, "sampler": "random"},
+            "task": {"name": "digits", "batch_size": 16, "image_size": 16},
+            "dimensions": [{"name": "nb201", "channels": 8, "cells_per_stage": 1}],
+            "evaluator": {"name": "proxies", "proxies": ["params"]},
+            "objectives": [{"metric": "params"}],
+        }
+    )
+    candidate = space.candidate_from_arch(ARCH)
+    bare = candidate.build_model()
+    prune_unstructured(bare, 0.9, "magnitude")
+    assert any(int(m.weight_mask.sum()) == 0 for _, m in prunable_layers(bare))  # collapse without the guard
+
+    model = candidate.build_model()
+    weights = {name: m.weight.detach().clone() for name, m in prunable_layers(model)}
+    prune_unstructured(model, 0.9, "magnitude", min_density=0.05)
+    layers = prunable_layers(model)
+    total = sum(w.numel() for w in weights.values())
+    assert sum(_zeros(m) for _, m in layers) == round(0.9 * total)
+    # Direct re-computation: each layer's top ceil(5%) by |w| is kept, then the largest |w| of the rest globally.
+    guarded = {}
+    for name, w in weights.items():
+        count = math.ceil(0.05 * w.numel())
+        flat = torch.zeros(w.numel(), dtype=torch.bool)
+        flat[torch.argsort(w.abs().flatten(), descending=True, stable=True)[:count]] = True
+        guarded[name] = flat.view_as(w)
+    free = round(0.1 * total) - sum(int(g.sum()) for g in guarded.values())
+    rest = torch.cat([w.abs()[~guarded[n]] for n, w in weights.items()])
+    threshold = rest.sort(descending=True).values[free - 1]
+    for name, module in layers:
+        expected = guarded[name] | (weights[name].abs() >= threshold)
+        assert torch.equal(module.weight_mask.bool(), expected)
+        assert int(module.weight_mask.sum()) >= math.ceil(0.05 * module.weight.numel())
+
+
+def test_guard_keeps_more_when_it_cannot_meet_the_sparsity():
+    model = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 100), nn.Linear(100, 2))
+    prune_unstructured(model, 0.99, "magnitude", min_density=0.2)
+    assert int(model[0].weight_mask.sum()) == 20 and int(model[1].weight_mask.sum()) == 200
 
 
 def test_dimension_per_layer_choices_follow_the_model():
