@@ -80,8 +80,9 @@ def train_candidate(
     info: dict[str, Any] = {}
     fraction = candidate.recipe.get("data_keep_fraction")
     if fraction is not None and fraction < 1.0:
-        from automl_plugins.recipe.data import select_training_subset
+        from automl_plugins.recipe.data import keep_rule, select_training_subset
 
+        info["data_keep"] = keep_rule(candidate.recipe, len(train), task.num_classes)
         keep, scored = select_training_subset(candidate, train, device)
         train = Batch(train.inputs[keep], train.targets[keep])
         info["data_score"] = scored

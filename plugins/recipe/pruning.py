@@ -1,4 +1,4 @@
-"""Pruning masks through ``torch.nn.utils.prune``: magnitude, random, SNIP, channel (Ln) and N:M.
+"""Pruning masks through ``torch.nn.utils.prune``: magnitude, random, SNIP, SynFlow, channel (Ln), N:M.
 
 Masks are real: ``prune`` keeps ``weight_orig`` and a ``weight_mask`` buffer and the forward pass uses
 their product, so pruned weights are zero in every forward pass and stay zero under training (their
@@ -21,7 +21,7 @@ from automl import MODEL, Dimension, Option, ScopedTrial, SpaceError
 from automl_plugins.recipe import _weights
 from automl_plugins.recipe._weights import weight_layers
 
-METHODS = ("magnitude", "random", "snip", "channel", "nm")
+METHODS = ("magnitude", "random", "snip", "synflow", "channel", "nm")
 SCOPES = ("global", "layer")
 
 
@@ -149,6 +149,94 @@ def snip_scores(model: nn.Module, batch: Any, loss: nn.Module, skip_last: bool =
     return out
 
 
+def prune_synflow(
+    model: nn.Module,
+    sparsity: float | Mapping[str, float],
+    example_input: torch.Tensor,
+    *,
+    iterations: int = 100,
+    skip_last: bool = True,
+    min_density: float = 0.0,
+) -> None:
+    """Iterative SynFlow (Tanaka et al. 2020): prune to ``sparsity`` in ``iterations`` rounds without
+    data, re-scoring the surviving weights each round. A float sparsity ranks every layer together (the
+    paper's global scope), a mapping ranks within each layer.
+
+    Scores are S(θ) = |θ ⊙ ∂R/∂θ| with R = 1ᵀ(∏ₗ|θ⁽ˡ⁾|)1: every parameter and buffer replaced by its
+    absolute value (the layers' weights as the forward pass computes them, masks applied), a float64
+    copy in eval mode, one all-ones input. Round k keeps the fraction (1 − sparsity)^(k/n) of the
+    prunable weights (the exponential schedule of the paper; eval mode, the absolute values of
+    buffers too, and 100 rounds follow the authors' code). ``min_density`` guards each layer as in
+    ``prune_unstructured``. Conserving the synaptic flow is what keeps a layer from collapsing.
+    """
+    layers = prunable_layers(model, skip_last)
+    probe = copy.deepcopy(model).double().eval()
+    probe_layers = dict(prunable_layers(probe, skip_last))
+    with torch.no_grad():
+        for name, module in _weights.weight_layers(probe):
+            weight = _weights.effective_weight(module).detach().abs()
+            # The probe's layers compute exactly |θ| ⊙ mask: no standardization or quantization on top.
+            module.automl_ws_gain = None
+            module.automl_standardize = False
+            module.automl_weight_quant = None
+            if hasattr(module, "weight_orig"):
+                module.weight_orig.copy_(weight)
+            else:
+                _weights.install(module)
+                module.weight_orig.copy_(weight)
+        for tensor in list(probe.parameters()) + list(probe.buffers()):
+            if tensor.is_floating_point():
+                tensor.abs_()
+        for module in probe_layers.values():
+            _weights.install(module)
+    ones = torch.ones((1, *example_input.shape[1:]), dtype=example_input.dtype, device=example_input.device)
+    ones = ones.double() if ones.is_floating_point() else ones
+    for k in range(1, iterations + 1):
+        scores = synflow_scores(probe, ones, skip_last)
+        for name, module in probe_layers.items():
+            scores[name] = torch.where(module.weight_mask.bool(), scores[name], torch.full_like(scores[name], -1.0))
+        masks = _round_masks(scores, sparsity, k / iterations, min_density)
+        with torch.no_grad():
+            for name, module in probe_layers.items():
+                module.weight_mask.copy_(masks[name].to(module.weight_mask))
+    for name, module in layers:
+        _apply_mask(module, probe_layers[name].weight_mask.detach().to(module.weight.device, module.weight.dtype))
+    _finish([m for _, m in layers])
+
+
+def _round_masks(
+    scores: dict[str, torch.Tensor], sparsity: float | Mapping[str, float], progress: float, min_density: float
+) -> dict[str, torch.Tensor]:
+    """One round of the exponential schedule: keep the fraction (1 − sparsity)^progress, ranked over
+    every layer together (a float sparsity) or within each layer (a mapping)."""
+    if isinstance(sparsity, Mapping):
+        return {
+            name: _lowest_mask(v, 1.0 - (1.0 - float(sparsity.get(name, 0.0))) ** progress)
+            for name, v in scores.items()
+        }
+    flat = torch.cat([v.flatten().float().cpu() for v in scores.values()])
+    guarded = torch.cat([_top_mask(v.flatten().float().cpu(), min_density) for v in scores.values()])
+    keep = _lowest_mask(flat, 1.0 - (1.0 - float(sparsity)) ** progress, guarded)
+    out, offset = {}, 0
+    for name, v in scores.items():
+        out[name] = keep[offset : offset + v.numel()].view_as(v)
+        offset += v.numel()
+    return out
+
+
+def synflow_scores(probe: nn.Module, ones: torch.Tensor, skip_last: bool = True) -> dict[str, torch.Tensor]:
+    """|θ ⊙ ∂R/∂θ| of every prunable layer's weight, R the sum of ``probe``'s output on ``ones``
+    (``probe`` already holds absolute values: see ``prune_synflow``)."""
+    probe.zero_grad(set_to_none=True)
+    output = probe(ones)
+    output.sum().backward()
+    out = {}
+    for name, module in prunable_layers(probe, skip_last):
+        grad = module.weight.grad if module.weight.grad is not None else torch.zeros_like(module.weight)
+        out[name] = (module.weight * grad).detach().abs()
+    return out
+
+
 def prune_channels(
     model: nn.Module, sparsity: float | Mapping[str, float], norm: int = 1, *, skip_last: bool = True
 ) -> None:
@@ -222,7 +310,8 @@ class PruningDimension(Dimension):
     kind = "pruning"
     stage = MODEL
     description = (
-        "weight pruning masks: magnitude, random or SNIP (global or per-layer sparsity), channel pruning (Ln) or N:M"
+        "weight pruning masks: magnitude, random, SNIP or iterative SynFlow (global or per-layer sparsity), "
+        "channel pruning (Ln) or N:M"
     )
     options = {
         "methods": Option(
@@ -263,6 +352,9 @@ class PruningDimension(Dimension):
             "against layer collapse)",
         ),
         "snip_batch_size": Option(int, default=64, min=1, help="minibatch size for SNIP's sensitivities"),
+        "synflow_iterations": Option(
+            int, default=100, min=1, max=1000, help="SynFlow's pruning rounds (the paper's exponential schedule)"
+        ),
         "skip_last": Option(bool, default=True, help="never prune the last layer (the classifier)"),
     }
 
@@ -311,6 +403,22 @@ class PruningDimension(Dimension):
             candidate.set_canonical(
                 trial.prefix, {"method": method, "scope": scope, "sparsity": sparsity, "min_layer_density": min_density}
             )
+
+        if method == "synflow":
+            iterations = self.settings["synflow_iterations"]
+
+            def synflow_transform(model: nn.Module, cand: Any) -> None:
+                prune_synflow(
+                    model,
+                    sparsity,
+                    cand.task.example_input(),
+                    iterations=iterations,
+                    skip_last=skip_last,
+                    min_density=min_density,
+                )
+
+            candidate.add_transform(trial.prefix, synflow_transform)
+            return
 
         def transform(model: nn.Module, cand: Any) -> None:
             scores = None
