@@ -446,7 +446,7 @@ def test_pruned_zero_is_not_revived_by_a_later_mask():
     assert _zeros(layer) == round(0.75 * layer.weight.numel())
 
 
-@pytest.mark.parametrize("norm", ["batch", "bcn"])
+@pytest.mark.parametrize("norm", ["batch", "bcn", "none", "power"])
 def test_compressed_models_can_be_copied_and_rebuilt_identically(norm):
     import copy
 
