@@ -86,7 +86,7 @@ class PowerNorm(nn.Module):
 
     1. group scaling (the authors' code, ``GroupScaling1D``; the paper's algorithm starts at step 2):
        each position's channels, in ``groups`` groups, are divided by the square root of their mean
-       square plus eps;
+       square plus eps (one group, the code's default; its transformers use one per attention head);
     2. the batch quadratic mean ψ_B² = mean(x²) over every dimension but the channels;
     3. forward: ``z = x / sqrt(ψ² + eps)`` with ψ² = ψ_B² while t ≤ ``warmup`` (batch statistics, as
        the authors' code does for its first ``warmup_iters`` updates) and the running ψ² of the steps
