@@ -170,6 +170,8 @@ def prune_synflow(
     ``prune_unstructured``. Conserving the synaptic flow is what keeps a layer from collapsing.
     """
     layers = prunable_layers(model, skip_last)
+    if not layers:
+        return
     probe = copy.deepcopy(model).double().eval()
     probe_layers = dict(prunable_layers(probe, skip_last))
     with torch.no_grad():
@@ -189,7 +191,8 @@ def prune_synflow(
                 tensor.abs_()
         for module in probe_layers.values():
             _weights.install(module)
-    ones = torch.ones((1, *example_input.shape[1:]), dtype=example_input.dtype, device=example_input.device)
+    device = next(iter(probe_layers.values())).weight_orig.device
+    ones = torch.ones((1, *example_input.shape[1:]), dtype=example_input.dtype, device=device)
     ones = ones.double() if ones.is_floating_point() else ones
     for k in range(1, iterations + 1):
         scores = synflow_scores(probe, ones, skip_last)
