@@ -82,8 +82,7 @@ def prototype_scores(
 
     The embedding (``self_supervised_embedding``) is learnt on ``data`` itself: a small SimCLR encoder
     for images, TF-IDF for token sequences. The paper clusters SwAV embeddings with k-means and scores by
-    cosine distance to the nearest centroid; k about the number of classes (its ablation finds the
-    metric robust to k within an order of magnitude of it).
+    cosine distance to the nearest centroid; k is a free choice there, the number of classes here.
     """
     embedding = self_supervised_embedding(data, steps=steps, vocab_size=vocab_size, cache_dir=cache_dir)
     return prototype_distances(embedding, clusters, seed)[0]
