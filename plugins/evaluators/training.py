@@ -4,9 +4,10 @@ Everything happens in one plain function, ``train_candidate``, so another runner
 schedule it unchanged: it needs a candidate, the evaluator's settings, a ``report(value, step)``
 callback and a device. The model comes from ``candidate.build_model()`` with every transform applied:
 pruning masks hold (pruned weights stay zero) and fake quantization is active during training. The
-loss is ``candidate.loss``; a data-pruning choice in ``candidate.recipe`` shrinks the training set.
-``metric = "recall_at_1"`` scores the model's outputs as embeddings (metric learning) instead of as
-class logits.
+loss is ``candidate.loss``; a data-pruning choice in ``candidate.recipe`` shrinks the training set, and
+``agc_clipping`` there (the normalization-free choice) replaces the gradient-norm clip by adaptive
+gradient clipping. ``metric = "recall_at_1"`` scores the model's outputs as embeddings (metric learning)
+instead of as class logits.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ def train_candidate(
     info: dict[str, Any] = {}
     fraction = candidate.recipe.get("data_keep_fraction")
     if fraction is not None and fraction < 1.0:
-        from automl_plugins.recipe.data import select_training_subset
+        from automl_plugins.recipe.data import keep_rule, select_training_subset
 
+        info["data_keep"] = keep_rule(candidate.recipe, len(train), task.num_classes)
         keep, scored = select_training_subset(candidate, train, device)
         train = Batch(train.inputs[keep], train.targets[keep])
         info["data_score"] = scored
@@ -109,6 +111,11 @@ def train_candidate(
     model = candidate.build_model(device).to(device)
     criterion = candidate.loss.to(device)
     optimizer = _optimizer(model, settings)
+    agc = candidate.recipe.get("agc_clipping")
+    if agc:
+        from automl_plugins.recipe.normalization import adaptive_clip_grad_, agc_parameters
+
+        clipped = agc_parameters(model)
     batch_size = settings["batch_size"] or task.settings.get("batch_size", 64)
     steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
     total_steps = steps_per_epoch * settings["epochs"]
@@ -134,7 +141,10 @@ def train_candidate(
                 raise TrialFailed(f"training diverged: the loss is {float(loss.detach())} at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if settings["grad_clip"]:
+            if agc:
+                # Normalization-free training clips each unit's gradient relative to its weights instead.
+                adaptive_clip_grad_(clipped, agc)
+            elif settings["grad_clip"]:
                 nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
             optimizer.step()
             if scheduler is not None:

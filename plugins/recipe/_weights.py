@@ -8,11 +8,16 @@ transform came first. Instead every transform here sets an attribute on the laye
 
     weight = fake_quant(standardize(weight_orig) * weight_mask)
 
+(``standardize`` is plain weight standardization, or the scaled form of normalization-free networks
+when the layer carries a learnable ``automl_ws_gain``.)
+
 Masking after standardization keeps pruned weights exactly zero, and quantization maps zero to zero
 (symmetric grids contain 0, affine ones place it on the zero point), so masks hold under training.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -45,12 +50,35 @@ def standardize(weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (weight - mean) / torch.sqrt(var + eps)
 
 
+RELU_GAIN = math.sqrt(2.0 / (1.0 - 1.0 / math.pi))
+
+
+def scaled_standardize(
+    weight: torch.Tensor, gain: torch.Tensor, gamma: float = RELU_GAIN, eps: float = 1e-4
+) -> torch.Tensor:
+    """Scaled weight standardization (Brock et al. 2021; FedWon's WSConv): γ·g·(W − μ) / (σ·√N).
+
+    μ and σ are the mean and (biased) standard deviation of each output unit's N fan-in weights, g a
+    learnable gain per output unit (initialised to 1) and γ the gain that keeps ReLU activations at unit
+    variance, √2 / √(1 − 1/π). As in the NF-Net code, σ²·N is floored at ``eps`` instead of adding eps.
+    """
+    dims = tuple(range(1, weight.dim()))
+    fan_in = weight[0].numel()
+    mean = weight.mean(dim=dims, keepdim=True)
+    var = weight.var(dim=dims, keepdim=True, unbiased=False)
+    scale = torch.rsqrt(torch.clamp(var * fan_in, min=eps))
+    return gamma * gain * (weight - mean) * scale
+
+
 def effective_weight(module: nn.Module) -> torch.Tensor:
     """The weight the forward pass uses (before the pipeline's hook has run once, too)."""
     if not hasattr(module, "weight_orig"):
         return module.weight
     weight = module.weight_orig
-    if getattr(module, "automl_standardize", False):
+    gain = getattr(module, "automl_ws_gain", None)
+    if gain is not None:
+        weight = scaled_standardize(weight, gain)
+    elif getattr(module, "automl_standardize", False):
         weight = standardize(weight)
     weight = weight * module.weight_mask
     quantizer = getattr(module, "automl_weight_quant", None)

@@ -46,36 +46,110 @@ class RMSNorm(nn.Module):
         return x * scale * self.weight.view(shape)
 
 
-class PowerNorm(nn.Module):
-    """PowerNorm (Shen et al., 2020): divide by the running quadratic mean, no mean subtraction.
+class _PowerFunction(torch.autograd.Function):
+    """PowerNorm's normalization with its approximate backward pass (Shen et al. 2020, Algorithm 1).
 
-    Channels are dim 1. In training mode the input is divided by the running quadratic mean ψ² kept so
-    far (the statistic of past batches, which keeps the forward pass free of one batch's noise) and
-    ψ² then moves towards this batch's mean of x²: ψ² ← (1 − momentum)·ψ² + momentum·mean(x²).
-    Eval mode divides by ψ² without updating it. The paper's approximate backward pass through ψ is
-    not reproduced: ψ is a buffer, so gradients treat it as a constant.
+    Forward: ``z = x / sqrt(ψ² + eps)``, ``y = γ·z + β``, with ψ² given (no gradient flows into it).
+    Backward: with ``g = γ·∂L/∂y``, ``∂L/∂x = (g − ν·z) / sqrt(ψ² + eps)`` where ``ν = (1 − α_bkw)·e``
+    and ``e`` is the running average of g·z kept in ``ema_gz``: ``e ← e + mean(ĝ·z)`` with
+    ``ĝ = g − ν·z``, i.e. ``e ← e·(1 − (1 − α_bkw)·mean(z²)) + mean(g·z)``. This is the paper's
+    ν_B = ν_{B−1}(1 − (1 − α)Γ_B) + (1 − α)Λ_B written for ``e = ν / (1 − α)``, the form of the
+    authors' code. Means run over every dimension but the channels (dim 1).
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, affine: bool = True) -> None:
+    @staticmethod
+    def forward(ctx, x, weight, bias, phi, ema_gz, alpha_bkw, eps):
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        scale = torch.rsqrt(phi.view(shape) + eps)
+        z = x * scale
+        ctx.save_for_backward(z, scale, weight)
+        ctx.ema_gz, ctx.alpha_bkw = ema_gz, alpha_bkw
+        return z * weight.view(shape) + bias.view(shape)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        z, scale, weight = ctx.saved_tensors
+        shape = [1, -1] + [1] * (z.dim() - 2)
+        dims = [d for d in range(z.dim()) if d != 1]
+        ema_gz = ctx.ema_gz
+        g = grad_out * weight.view(shape)
+        approx = g - (1 - ctx.alpha_bkw) * ema_gz.view(shape).to(g.dtype) * z
+        with torch.no_grad():
+            ema_gz.add_((approx * z).mean(dim=dims).to(ema_gz.dtype))
+        return approx * scale, (grad_out * z).sum(dim=dims), grad_out.sum(dim=dims), None, None, None, None
+
+
+class PowerNorm(nn.Module):
+    """PowerNorm (Shen et al., ICML 2020): divide by a running quadratic mean, no mean subtraction.
+
+    Channels are dim 1. In training mode, step t (counted in the ``iters`` buffer):
+
+    1. group scaling (the authors' code, ``GroupScaling1D``; the paper's algorithm starts at step 2):
+       each position's channels, in ``groups`` groups, are divided by the square root of their mean
+       square plus eps (one group, the code's default; its transformers use one per attention head);
+    2. the batch quadratic mean ψ_B² = mean(x²) over every dimension but the channels;
+    3. forward: ``z = x / sqrt(ψ² + eps)`` with ψ² = ψ_B² while t ≤ ``warmup`` (batch statistics, as
+       the authors' code does for its first ``warmup_iters`` updates) and the running ψ² of the steps
+       before after that; ``y = γ·z + β``;
+    4. the running ψ²: while t < ``warmup`` first the cumulative mean ψ² ← ψ²·(t−1)/t + ψ_B²/t, then
+       always ψ² ← α_fwd·ψ² + (1 − α_fwd)·ψ_B² (both updates as in the authors' code);
+    5. backward: the approximate backward of ``_PowerFunction`` with α_bkw.
+
+    Eval mode applies step 1, then ``y = γ·x/sqrt(ψ² + eps) + β`` with the running ψ².
+    α_fwd = α_bkw = 0.9 and eps = 1e-5 are the authors' defaults. The backward pass divides by the ψ²
+    the forward pass used (the paper's 1/ψ_{B−1}); the authors' code divides by the batch ψ_B² even
+    after the warm-up, which this class does not copy.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        warmup: int = 20,
+        alpha_fwd: float = 0.9,
+        alpha_bkw: float = 0.9,
+        groups: int = 1,
+        eps: float = 1e-5,
+        affine: bool = True,
+    ) -> None:
         super().__init__()
-        self.momentum = momentum
+        self.warmup = warmup
+        self.alpha_fwd = alpha_fwd
+        self.alpha_bkw = alpha_bkw
+        self.groups = _divisor(num_features, groups)
         self.eps = eps
         self.register_buffer("running_phi", torch.ones(num_features))
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
-        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        self.register_buffer("ema_gz", torch.zeros(num_features))
+        self.register_buffer("iters", torch.zeros((), dtype=torch.long))
+        self.weight = nn.Parameter(torch.ones(num_features), requires_grad=affine)
+        self.bias = nn.Parameter(torch.zeros(num_features), requires_grad=affine)
+
+    def extra_repr(self) -> str:
+        return f"{self.running_phi.numel()}, warmup={self.warmup}, groups={self.groups}, eps={self.eps}"
+
+    def group_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Divide each position's channels, group by group, by their root mean square."""
+        b, c = x.shape[:2]
+        grouped = x.reshape(b, self.groups, c // self.groups, *x.shape[2:])
+        moment = grouped.pow(2).mean(dim=2, keepdim=True)
+        return (grouped * torch.rsqrt(moment + self.eps)).reshape(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        phi = self.running_phi.clone()
-        if self.training:
-            dims = [d for d in range(x.dim()) if d != 1]
-            with torch.no_grad():
-                batch = x.detach().pow(2).mean(dim=dims)
-                self.running_phi.mul_(1 - self.momentum).add_(self.momentum * batch)
-        out = x / torch.sqrt(phi.view(shape) + self.eps)
-        if self.weight is not None:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out
+        x = self.group_scale(x)
+        if not self.training:
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            return x * torch.rsqrt(self.running_phi.view(shape) + self.eps) * self.weight.view(shape) + self.bias.view(
+                shape
+            )
+        dims = [d for d in range(x.dim()) if d != 1]
+        with torch.no_grad():
+            self.iters += 1
+            t = int(self.iters)
+            batch = x.detach().pow(2).mean(dim=dims).to(self.running_phi.dtype)
+            phi = batch if t <= self.warmup else self.running_phi.clone()
+            if t < self.warmup:
+                self.running_phi.mul_((t - 1) / t).add_(batch / t)
+            self.running_phi.mul_(self.alpha_fwd).add_((1 - self.alpha_fwd) * batch)
+        return _PowerFunction.apply(x, self.weight, self.bias, phi.to(x.dtype), self.ema_gz, self.alpha_bkw, self.eps)
 
 
 class BatchChannelNorm(nn.Module):
@@ -106,8 +180,12 @@ def _divisor(num_features: int, groups: int) -> int:
     return groups
 
 
-def make_norm(kind: str, num_features: int, layout: str = "nchw", groups: int = 8) -> nn.Module:
-    """A normalization layer of ``kind`` for ``num_features`` channels in ``layout``."""
+def make_norm(kind: str, num_features: int, layout: str = "nchw", groups: int = 8, power_warmup: int = 20) -> nn.Module:
+    """A normalization layer of ``kind`` for ``num_features`` channels in ``layout``.
+
+    ``none`` is an identity: the normalization-free recipe (FedWon) lives in the convolutions' weights
+    (``scaled_standardize_convolutions``) and in the training loop's adaptive gradient clipping.
+    """
     if layout not in ("nchw", "nlc"):
         raise ValueError(f"unknown layout {layout!r} (layouts: nchw, nlc)")
     nlc = layout == "nlc"
@@ -125,7 +203,7 @@ def make_norm(kind: str, num_features: int, layout: str = "nchw", groups: int = 
     elif kind == "instance":
         inner = (nn.InstanceNorm1d if nlc else nn.InstanceNorm2d)(num_features, affine=True)
     elif kind == "power":
-        inner = PowerNorm(num_features)
+        inner = PowerNorm(num_features, warmup=power_warmup)
     elif kind == "bcn":
         inner = BatchChannelNorm(num_features, groups)
     else:
@@ -133,13 +211,13 @@ def make_norm(kind: str, num_features: int, layout: str = "nchw", groups: int = 
     return ChannelsLast(inner) if nlc else inner
 
 
-def norm_factory(kind: str, groups: int = 8) -> Callable[..., nn.Module]:
+def norm_factory(kind: str, groups: int = 8, power_warmup: int = 20) -> Callable[..., nn.Module]:
     """The ``norm_layer`` factory the builders call: ``factory(num_features, layout="nchw")``."""
-    return functools.partial(_build, kind, groups)
+    return functools.partial(_build, kind, groups, power_warmup)
 
 
-def _build(kind: str, groups: int, num_features: int, layout: str = "nchw") -> nn.Module:
-    return make_norm(kind, num_features, layout, groups)
+def _build(kind: str, groups: int, power_warmup: int, num_features: int, layout: str = "nchw") -> nn.Module:
+    return make_norm(kind, num_features, layout, groups, power_warmup)
 
 
 def standardize_convolutions(model: nn.Module, _candidate: Any = None) -> None:
@@ -150,13 +228,57 @@ def standardize_convolutions(model: nn.Module, _candidate: Any = None) -> None:
             _weights.install(module)
 
 
+def scaled_standardize_convolutions(model: nn.Module, _candidate: Any = None) -> None:
+    """Scaled weight standardization on every convolution, each with a learnable gain per output channel
+    (FedWon's WSConv; see ``_weights.scaled_standardize``)."""
+    for _, module in _weights.weight_layers(model):
+        if isinstance(module, nn.modules.conv._ConvNd):
+            shape = (module.weight.shape[0],) + (1,) * (module.weight.dim() - 1)
+            weight = getattr(module, "weight_orig", module.weight)
+            module.automl_ws_gain = nn.Parameter(torch.ones(shape, device=weight.device, dtype=weight.dtype))
+            _weights.install(module)
+
+
+def agc_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters adaptive gradient clipping acts on: all but the last layer's (NF-Nets leave the
+    classifier unclipped)."""
+    layers = _weights.weight_layers(model)
+    last = {id(p) for p in layers[-1][1].parameters()} if layers else set()
+    return [p for p in model.parameters() if p.requires_grad and id(p) not in last]
+
+
+@torch.no_grad()
+def adaptive_clip_grad_(parameters: list[nn.Parameter], clipping: float, eps: float = 1e-3) -> None:
+    """Adaptive gradient clipping (Brock et al. 2021), unit by unit, in place.
+
+    For every unit i (a row of a weight: one output channel, its fan-in; a whole vector for gains and
+    biases), if ‖G_i‖ / max(‖W_i‖, eps) > λ then G_i ← λ·max(‖W_i‖, eps)/‖G_i‖ · G_i. eps = 1e-3 as in
+    the NF-Net code.
+    """
+    for param in parameters:
+        if param.grad is None:
+            continue
+        weight_norm = _unit_norm(param).clamp(min=eps)
+        grad_norm = _unit_norm(param.grad)
+        limit = clipping * weight_norm
+        factor = limit / grad_norm.clamp(min=1e-6)
+        param.grad.copy_(torch.where(grad_norm > limit, param.grad * factor, param.grad))
+
+
+def _unit_norm(x: torch.Tensor) -> torch.Tensor:
+    if x.dim() <= 1:
+        return torch.linalg.vector_norm(x)
+    return torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), keepdim=True)
+
+
 class NormalizationDimension(Dimension):
     name = "normalization"
     kind = "normalization"
     stage = BUILD
     description = (
         "normalization layers: batch, layer, group, instance, RMS, PowerNorm, batch-channel (with "
-        "weight standardization) or none; pre/post/peri placement for transformers"
+        "weight standardization) or none (FedWon: scaled weight standardization and adaptive gradient "
+        "clipping); pre/post/peri placement for transformers"
     )
     options = {
         "norms": Option(
@@ -171,6 +293,20 @@ class NormalizationDimension(Dimension):
             min_items=1,
             help="group counts for group and batch-channel normalization (the largest divisor of "
             "the channel count up to this value is used)",
+        ),
+        "power_warmup": Option(
+            int,
+            default=20,
+            min=0,
+            max=100000,
+            help="PowerNorm: training steps that normalize by the batch's quadratic mean before the running one",
+        ),
+        "agc_clipping": Option(
+            float,
+            default=0.16,
+            min=0.001,
+            max=10.0,
+            help="none (FedWon): adaptive gradient clipping's λ, the largest gradient-to-weight norm ratio per unit",
         ),
         "placements": Option(
             list,
@@ -192,14 +328,21 @@ class NormalizationDimension(Dimension):
 
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
         kind = trial.suggest_categorical("norm", self.settings["norms"])
+        values: dict[str, Any] = {"norm": kind}
         groups = 8
         if kind in ("group", "bcn"):
-            groups = trial.suggest_categorical("groups", self.settings["groups"])
-        candidate.norm_layer = norm_factory(kind, groups)
-        if kind == "bcn":
-            candidate.add_transform(trial.prefix, standardize_convolutions)
+            groups = values["groups"] = trial.suggest_categorical("groups", self.settings["groups"])
+        candidate.norm_layer = norm_factory(kind, groups, self.settings["power_warmup"])
         architecture = candidate.architecture
         if architecture is not None and architecture.kind == "transformer":
-            candidate.build_options["norm_placement"] = trial.suggest_categorical(
-                "placement", self.settings["placements"]
-            )
+            placement = trial.suggest_categorical("placement", self.settings["placements"])
+            candidate.build_options["norm_placement"] = values["placement"] = placement
+        if kind == "bcn":
+            candidate.add_transform(trial.prefix, standardize_convolutions)
+        if kind == "power":
+            # Settings that change the trained model are part of what identifies the candidate.
+            candidate.set_canonical(trial.prefix, {**values, "warmup": self.settings["power_warmup"]})
+        if kind == "none":
+            candidate.add_transform(trial.prefix, scaled_standardize_convolutions)
+            candidate.recipe["agc_clipping"] = self.settings["agc_clipping"]
+            candidate.set_canonical(trial.prefix, {**values, "agc_clipping": self.settings["agc_clipping"]})

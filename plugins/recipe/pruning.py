@@ -1,4 +1,4 @@
-"""Pruning masks through ``torch.nn.utils.prune``: magnitude, random, SNIP, channel (Ln) and N:M.
+"""Pruning masks through ``torch.nn.utils.prune``: magnitude, random, SNIP, SynFlow, channel (Ln), N:M.
 
 Masks are real: ``prune`` keeps ``weight_orig`` and a ``weight_mask`` buffer and the forward pass uses
 their product, so pruned weights are zero in every forward pass and stay zero under training (their
@@ -9,6 +9,7 @@ chooses among them per trial.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from automl import MODEL, Dimension, Option, ScopedTrial, SpaceError
 from automl_plugins.recipe import _weights
 from automl_plugins.recipe._weights import weight_layers
 
-METHODS = ("magnitude", "random", "snip", "channel", "nm")
+METHODS = ("magnitude", "random", "snip", "synflow", "channel", "nm")
 SCOPES = ("global", "layer")
 
 
@@ -46,12 +47,17 @@ def prune_unstructured(
     scores: Mapping[str, torch.Tensor] | None = None,
     skip_last: bool = True,
     seed: int = 0,
+    min_density: float = 0.0,
 ) -> None:
     """Unstructured masks: a float ``sparsity`` is global (ranked over every layer together), a mapping
     gives each layer (by module name) its own. ``method``: ``magnitude`` (|w|), ``random``, or ``snip``
     (``scores`` from ``snip_scores``).
 
-    The number of weights removed is ``round(sparsity × count)``, exactly.
+    The number of weights removed is ``round(sparsity × count)``, exactly. ``min_density`` guards a
+    global ranking against layer collapse (a layer losing every weight cuts the network, Tanaka et al.
+    2020): each layer's ``ceil(min_density × n)`` best-scored weights are never removed and the global
+    ranking runs over the rest. When the guard leaves fewer weights than the sparsity asks to remove,
+    every unguarded weight goes and the model ends a little denser than asked.
     """
     layers = prunable_layers(model, skip_last)
     if method == "snip" and scores is None:
@@ -80,7 +86,8 @@ def prune_unstructured(
             _apply_mask(module, _lowest_mask(all_scores[name], amount))
     else:
         flat = torch.cat([s.flatten().float().cpu() for s in all_scores.values()])
-        keep = _lowest_mask(flat, float(sparsity))
+        guarded = torch.cat([_top_mask(s.flatten().float().cpu(), min_density) for s in all_scores.values()])
+        keep = _lowest_mask(flat, float(sparsity), guarded)
         offset = 0
         for name, module in layers:
             n = all_scores[name].numel()
@@ -89,15 +96,30 @@ def prune_unstructured(
     _finish([m for _, m in layers])
 
 
-def _lowest_mask(scores: torch.Tensor, amount: float) -> torch.Tensor:
-    """A 0/1 mask that zeroes the ``round(amount × n)`` lowest scores (ties broken by position)."""
+def _lowest_mask(scores: torch.Tensor, amount: float, guarded: torch.Tensor | None = None) -> torch.Tensor:
+    """A 0/1 mask that zeroes the ``round(amount × n)`` lowest scores (ties broken by position), never
+    a ``guarded`` one (fewer are zeroed when the guard leaves too few)."""
     n = scores.numel()
     k = round(amount * n)
+    flat = scores.flatten().float()
+    if guarded is not None:
+        guarded = guarded.flatten().to(flat.device)
+        k = min(k, n - int(guarded.sum()))
+        flat = torch.where(guarded, torch.full_like(flat, float("inf")), flat)
     mask = torch.ones(n, device=scores.device)
     if k > 0:
-        order = torch.argsort(scores.flatten().float(), stable=True)
+        order = torch.argsort(flat, stable=True)
         mask[order[:k]] = 0.0
     return mask.view_as(scores)
+
+
+def _top_mask(scores: torch.Tensor, density: float) -> torch.Tensor:
+    """True at the ``ceil(density × n)`` highest scores (ties broken by position)."""
+    count = min(math.ceil(density * scores.numel() - 1e-9), scores.numel()) if density > 0 else 0
+    top = torch.zeros(scores.numel(), dtype=torch.bool)
+    if count:
+        top[torch.argsort(scores.flatten(), descending=True, stable=True)[:count]] = True
+    return top
 
 
 def _apply_mask(module: nn.Module, mask: torch.Tensor) -> None:
@@ -127,6 +149,97 @@ def snip_scores(model: nn.Module, batch: Any, loss: nn.Module, skip_last: bool =
     return out
 
 
+def prune_synflow(
+    model: nn.Module,
+    sparsity: float | Mapping[str, float],
+    example_input: torch.Tensor,
+    *,
+    iterations: int = 100,
+    skip_last: bool = True,
+    min_density: float = 0.0,
+) -> None:
+    """Iterative SynFlow (Tanaka et al. 2020): prune to ``sparsity`` in ``iterations`` rounds without
+    data, re-scoring the surviving weights each round. A float sparsity ranks every layer together (the
+    paper's global scope), a mapping ranks within each layer.
+
+    Scores are S(θ) = |θ ⊙ ∂R/∂θ| with R = 1ᵀ(∏ₗ|θ⁽ˡ⁾|)1: every parameter and buffer replaced by its
+    absolute value (the layers' weights as the forward pass computes them, masks applied), a float64
+    copy in eval mode, one all-ones input. Round k keeps the fraction (1 − sparsity)^(k/n) of the
+    prunable weights (the exponential schedule of the paper; eval mode, the absolute values of
+    buffers too, and 100 rounds follow the authors' code). ``min_density`` guards each layer as in
+    ``prune_unstructured``. Conserving the synaptic flow is what keeps a layer from collapsing.
+    """
+    layers = prunable_layers(model, skip_last)
+    if not layers:
+        return
+    probe = copy.deepcopy(model).double().eval()
+    probe_layers = dict(prunable_layers(probe, skip_last))
+    with torch.no_grad():
+        for name, module in _weights.weight_layers(probe):
+            weight = _weights.effective_weight(module).detach().abs()
+            # The probe's layers compute exactly |θ| ⊙ mask: no standardization or quantization on top.
+            module.automl_ws_gain = None
+            module.automl_standardize = False
+            module.automl_weight_quant = None
+            if hasattr(module, "weight_orig"):
+                module.weight_orig.copy_(weight)
+            else:
+                _weights.install(module)
+                module.weight_orig.copy_(weight)
+        for tensor in list(probe.parameters()) + list(probe.buffers()):
+            if tensor.is_floating_point():
+                tensor.abs_()
+        for module in probe_layers.values():
+            _weights.install(module)
+    device = next(iter(probe_layers.values())).weight_orig.device
+    ones = torch.ones((1, *example_input.shape[1:]), dtype=example_input.dtype, device=device)
+    ones = ones.double() if ones.is_floating_point() else ones
+    for k in range(1, iterations + 1):
+        scores = synflow_scores(probe, ones, skip_last)
+        for name, module in probe_layers.items():
+            scores[name] = torch.where(module.weight_mask.bool(), scores[name], torch.full_like(scores[name], -1.0))
+        masks = _round_masks(scores, sparsity, k / iterations, min_density)
+        with torch.no_grad():
+            for name, module in probe_layers.items():
+                module.weight_mask.copy_(masks[name].to(module.weight_mask))
+    for name, module in layers:
+        _apply_mask(module, probe_layers[name].weight_mask.detach().to(module.weight.device, module.weight.dtype))
+    _finish([m for _, m in layers])
+
+
+def _round_masks(
+    scores: dict[str, torch.Tensor], sparsity: float | Mapping[str, float], progress: float, min_density: float
+) -> dict[str, torch.Tensor]:
+    """One round of the exponential schedule: keep the fraction (1 − sparsity)^progress, ranked over
+    every layer together (a float sparsity) or within each layer (a mapping)."""
+    if isinstance(sparsity, Mapping):
+        return {
+            name: _lowest_mask(v, 1.0 - (1.0 - float(sparsity.get(name, 0.0))) ** progress)
+            for name, v in scores.items()
+        }
+    flat = torch.cat([v.flatten().float().cpu() for v in scores.values()])
+    guarded = torch.cat([_top_mask(v.flatten().float().cpu(), min_density) for v in scores.values()])
+    keep = _lowest_mask(flat, 1.0 - (1.0 - float(sparsity)) ** progress, guarded)
+    out, offset = {}, 0
+    for name, v in scores.items():
+        out[name] = keep[offset : offset + v.numel()].view_as(v)
+        offset += v.numel()
+    return out
+
+
+def synflow_scores(probe: nn.Module, ones: torch.Tensor, skip_last: bool = True) -> dict[str, torch.Tensor]:
+    """|θ ⊙ ∂R/∂θ| of every prunable layer's weight, R the sum of ``probe``'s output on ``ones``
+    (``probe`` already holds absolute values: see ``prune_synflow``)."""
+    probe.zero_grad(set_to_none=True)
+    output = probe(ones)
+    output.sum().backward()
+    out = {}
+    for name, module in prunable_layers(probe, skip_last):
+        grad = module.weight.grad if module.weight.grad is not None else torch.zeros_like(module.weight)
+        out[name] = (module.weight * grad).detach().abs()
+    return out
+
+
 def prune_channels(
     model: nn.Module, sparsity: float | Mapping[str, float], norm: int = 1, *, skip_last: bool = True
 ) -> None:
@@ -146,17 +259,31 @@ def prune_channels(
 
 
 def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """Keep the ``n`` largest-magnitude weights in every group of ``m`` consecutive fan-in weights."""
-    rows = weight.detach().reshape(weight.shape[0], -1).abs()
-    fan_in = rows.shape[1]
+    """Keep the ``n`` largest-magnitude weights in every group of ``m`` consecutive input channels.
+
+    Groups run along the input-channel axis (dim 1), the reduction axis of the matrix product a sparse
+    tensor core takes: a Linear ``out × in`` weight has groups ``w[o, i:i+m]``; a convolution
+    ``out × in × kh × kw`` has a group ``w[o, i:i+m, y, x]`` at every (output channel, kernel position),
+    the layout of NVIDIA's 2:4 sparsity for convolutions (the implicit GEMM reduces over input channels
+    with the kernel position outermost). When ``in`` is not a multiple of ``m`` the last, shorter group
+    keeps up to ``n`` of its real members.
+    """
+    scores = weight.detach().abs()
+    if scores.dim() < 2:
+        raise ValueError(f"N:M masks need a weight with an input-channel axis, got shape {tuple(weight.shape)}")
+    # Input channels last: (out, kh, kw, in) for convolutions, (out, in) for Linear layers.
+    lanes = scores.movedim(1, -1)
+    fan_in = lanes.shape[-1]
     pad = (-fan_in) % m
     if pad:
-        # A short last group keeps up to n of its real members: padding ranks below every weight.
-        rows = torch.cat([rows, torch.full((rows.shape[0], pad), -1.0, device=rows.device)], dim=1)
-    groups = rows.reshape(rows.shape[0], -1, m)
+        # Padding ranks below every real weight (scores are ≥ 0), so it is never kept over one.
+        filler = torch.full((*lanes.shape[:-1], pad), -1.0, device=lanes.device, dtype=lanes.dtype)
+        lanes = torch.cat([lanes, filler], dim=-1)
+    groups = lanes.reshape(*lanes.shape[:-1], -1, m)
     top = groups.topk(n, dim=-1).indices
     mask = torch.zeros_like(groups).scatter_(-1, top, 1.0)
-    return mask.reshape(rows.shape[0], -1)[:, :fan_in].reshape(weight.shape)
+    mask = mask.reshape(*lanes.shape)[..., :fan_in]
+    return mask.movedim(-1, 1).contiguous()
 
 
 def prune_nm(model: nn.Module, n: int = 2, m: int = 4, *, skip_last: bool = True) -> None:
@@ -186,7 +313,8 @@ class PruningDimension(Dimension):
     kind = "pruning"
     stage = MODEL
     description = (
-        "weight pruning masks: magnitude, random or SNIP (global or per-layer sparsity), channel pruning (Ln) or N:M"
+        "weight pruning masks: magnitude, random, SNIP or iterative SynFlow (global or per-layer sparsity), "
+        "channel pruning (Ln) or N:M"
     )
     options = {
         "methods": Option(
@@ -218,7 +346,18 @@ class PruningDimension(Dimension):
             list, default=[1, 2], item_type=int, choices=(1, 2), min_items=1, help="the Ln norm that ranks channels"
         ),
         "patterns": Option(list, default=["2:4"], item_type=str, min_items=1, help="N:M patterns, e.g. 2:4"),
+        "min_layer_density": Option(
+            float,
+            default=0.05,
+            min=0.0,
+            max=0.5,
+            help="global sparsity keeps at least this fraction of every layer's weights (0: no guard "
+            "against layer collapse)",
+        ),
         "snip_batch_size": Option(int, default=64, min=1, max=4096, help="minibatch size for SNIP's sensitivities"),
+        "synflow_iterations": Option(
+            int, default=100, min=1, max=1000, help="SynFlow's pruning rounds (the paper's exponential schedule)"
+        ),
         "skip_last": Option(bool, default=True, help="never prune the last layer (the classifier)"),
     }
 
@@ -261,11 +400,35 @@ class PruningDimension(Dimension):
             )
             return
         batch_size = self.settings["snip_batch_size"]
+        min_density = self.settings["min_layer_density"] if scope == "global" else 0.0
+        if min_density:
+            # The guard changes the masks, so it is part of what identifies the candidate.
+            candidate.set_canonical(
+                trial.prefix, {"method": method, "scope": scope, "sparsity": sparsity, "min_layer_density": min_density}
+            )
+
+        if method == "synflow":
+            iterations = self.settings["synflow_iterations"]
+
+            def synflow_transform(model: nn.Module, cand: Any) -> None:
+                prune_synflow(
+                    model,
+                    sparsity,
+                    cand.task.example_input(),
+                    iterations=iterations,
+                    skip_last=skip_last,
+                    min_density=min_density,
+                )
+
+            candidate.add_transform(trial.prefix, synflow_transform)
+            return
 
         def transform(model: nn.Module, cand: Any) -> None:
             scores = None
             if method == "snip":
                 scores = snip_scores(model, cand.task.batch(batch_size, seed=cand.seed), cand.loss, skip_last)
-            prune_unstructured(model, sparsity, method, scores=scores, skip_last=skip_last, seed=cand.seed)
+            prune_unstructured(
+                model, sparsity, method, scores=scores, skip_last=skip_last, seed=cand.seed, min_density=min_density
+            )
 
         candidate.add_transform(trial.prefix, transform)
