@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from automl.cache import ScoreCache, cache_key
 from automl.evaluators import EvalContext, EvalResult, Evaluator
+from automl.limits import Limits, evaluate_within
 
 if TYPE_CHECKING:
     from automl.candidate import Candidate
@@ -85,13 +86,24 @@ class Evaluations:
             )
 
     def evaluate(
-        self, candidate: Candidate, evaluator: Evaluator, context: EvalContext, *, costs: bool = True
+        self,
+        candidate: Candidate,
+        evaluator: Evaluator,
+        context: EvalContext,
+        *,
+        costs: bool = True,
+        limits: Limits | None = None,
     ) -> tuple[EvalResult, bool]:
-        """The result for ``candidate`` and whether it came from the cache."""
+        """The result for ``candidate`` and whether it came from the cache (``limits`` bound a new evaluation)."""
         hit = self.lookup(candidate, evaluator, costs=costs)
         if hit is not None:
             return hit, True
-        result = run_evaluator(candidate, evaluator, context, costs=costs)
+        if limits is not None and limits.active:
+            result = evaluate_within(
+                limits, candidate, evaluator, context, lambda: run_evaluator(candidate, evaluator, context, costs=costs)
+            )
+        else:
+            result = run_evaluator(candidate, evaluator, context, costs=costs)
         self.store(candidate, evaluator, result)
         return result, False
 

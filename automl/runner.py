@@ -187,8 +187,10 @@ class StudyRunner:
             candidate = self.space.sample(trial)
             candidate.seed = self.seed
             record_candidate(trial, candidate)
+            # The space's limits bound its own evaluator (a strategy's oracle runs as it is).
+            limits = self.space.limits if evaluator is self.space.evaluator else None
             with heartbeat(trial):
-                result, cached = self.evaluations.evaluate(candidate, evaluator, context)
+                result, cached = self.evaluations.evaluate(candidate, evaluator, context, limits=limits)
             record = TrialRecord.of_result(result, cached=cached, duration_s=time.perf_counter() - start)
             try:
                 values = self.objective_values(result)

@@ -21,6 +21,7 @@ from automl.costs import COST_METRICS
 from automl.dimensions import ArchitectureDimension, Dimension, ScopedTrial
 from automl.errors import SpaceError
 from automl.evaluators import Evaluator
+from automl.limits import Limits
 from automl.options import REQUIRED, SEED_MAX, Option, validate_options
 from automl.registry import Registry, get_registry
 from automl.strategies import Strategy
@@ -155,8 +156,10 @@ class SearchSpace:
         strategy: Strategy | None = None,
         source: str = "<space>",
         raw: Mapping[str, Any] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.task = task
+        self.limits = limits or Limits()
         order = sorted(range(len(dimensions)), key=lambda i: (dimensions[i][1].stage, i))
         self.dimensions: list[tuple[str, Dimension]] = [dimensions[i] for i in order]
         self.evaluator = evaluator
@@ -261,7 +264,8 @@ class SearchSpace:
         if sum(isinstance(d, ArchitectureDimension) for _, d in dimensions) > 1:
             raise SpaceError("only one architecture dimension per space", key="dimensions")
 
-        evaluator = _configure(registry, "evaluators", _table(data, "evaluator"), "evaluator")
+        limits, evaluator_table = Limits.split(_table(data, "evaluator"))
+        evaluator = _configure(registry, "evaluators", evaluator_table, "evaluator")
         objectives_raw = data.get("objectives")
         if not objectives_raw:
             raise SpaceError(
@@ -287,6 +291,7 @@ class SearchSpace:
             strategy=strategy,
             source=source,
             raw=copy.deepcopy(dict(data)),
+            limits=limits,
         )
         space.make_sampler()
         space.make_pruner()
@@ -348,6 +353,7 @@ class SearchSpace:
             strategy=self.strategy,
             source=self.source,
             raw=raw,
+            limits=self.limits,
         )
 
     # -- Optuna pieces -----------------------------------------------------------------------------
