@@ -36,39 +36,47 @@ class ScoreCache:
         self.path = Path(path or os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
         if self.path.is_dir():
             raise StorageError(f"{self.path}: the score cache is a folder; pass --cache with a file path")
-        try:
-            # The cache waits for a lock as long as a study storage does (several workers share both).
-            self.db = sqlite_utils.Database(sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S))
-            # WAL without a sync per commit: a cache entry lost to a power cut is only recomputed.
-            self.db.enable_wal()
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.table = self.db["scores"]
-            if not self.table.exists():
-                self.table.create(
-                    {
-                        "key": str,
-                        "candidate_id": str,
-                        "evaluator": str,
-                        "data": str,
-                        "seed": int,
-                        "result": str,
-                        "created": float,
-                    },
-                    pk="key",
-                )
-                self.table.create_index(["candidate_id"], if_not_exists=True)
-        except sqlite3.OperationalError as err:
-            raise StorageError(
-                f"{self.path}: the score cache cannot be opened ({err}); another process may hold it for longer than "
-                f"{LOCK_TIMEOUT_S} s, or its folder is not writable"
-            ) from None
-        except sqlite3.DatabaseError as err:
-            raise StorageError(
-                f"{self.path}: the score cache is not a readable SQLite file ({err}); "
-                f"remove it or pass --cache with another path"
-            ) from None
+        for attempt in range(20):
+            try:
+                self._open()
+                break
+            except sqlite3.OperationalError as err:
+                # Workers starting together on a fresh cache race to switch it to WAL and create its table.
+                if not any(m in str(err) for m in ("locked", "already exists")) or attempt == 19:
+                    raise StorageError(
+                        f"{self.path}: the score cache cannot be opened ({err}); another process may hold it for "
+                        f"longer than {LOCK_TIMEOUT_S} s, or its folder is not writable"
+                    ) from None
+                time.sleep(0.05 * (attempt + 1))
+            except sqlite3.DatabaseError as err:
+                raise StorageError(
+                    f"{self.path}: the score cache is not a readable SQLite file ({err}); "
+                    f"remove it or pass --cache with another path"
+                ) from None
         self.hits = 0
         self.misses = 0
+
+    def _open(self) -> None:
+        # The cache waits for a lock as long as a study storage does (several workers share both).
+        self.db = sqlite_utils.Database(sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S))
+        # WAL without a sync per commit: a cache entry lost to a power cut is only recomputed.
+        self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.table = self.db["scores"]
+        if not self.table.exists():
+            self.table.create(
+                {
+                    "key": str,
+                    "candidate_id": str,
+                    "evaluator": str,
+                    "data": str,
+                    "seed": int,
+                    "result": str,
+                    "created": float,
+                },
+                pk="key",
+            )
+            self.table.create_index(["candidate_id"], if_not_exists=True)
 
     def get(self, key: str) -> EvalResult | None:
         try:

@@ -65,7 +65,7 @@ def open_storage(
             return _open_journal(url, read_only)
         if url.startswith("sqlite:"):
             return _open_sqlite(url, read_only)
-        return optuna.storages.RDBStorage(url, skip_table_creation=read_only)
+        return _rdb_storage(url, skip_table_creation=read_only)
     except StorageError:
         raise
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, OSError, RuntimeError) as err:
@@ -86,7 +86,43 @@ def _open_sqlite(url: str, read_only: bool) -> optuna.storages.RDBStorage:
         _check_study_database(url, path, empty_ok=not read_only)
     elif read_only:
         raise StorageError(f"{url}: no such storage ({database} does not exist)")
-    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(path, read_only), skip_table_creation=read_only)
+    return _rdb_storage(url, engine_kwargs=_engine_kwargs(path, read_only), skip_table_creation=read_only)
+
+
+# Workers that start together on a fresh database race to create Optuna's tables; the losers see
+# "already exists" (SQLite) or a unique violation (PostgreSQL) and find the tables made on a retry.
+_CREATION_RACE = ("already exists", "UniqueViolation", "duplicate key", "UNIQUE constraint failed")
+
+
+def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
+    for attempt in range(10):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except sqlalchemy.exc.SQLAlchemyError as err:
+            if attempt == 9 or not any(marker in str(err) for marker in _CREATION_RACE):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+# Every table an Optuna RDB schema holds (a database being created holds a subset of them).
+OPTUNA_TABLES = frozenset(
+    {
+        "alembic_version",
+        "studies",
+        "study_directions",
+        "study_system_attributes",
+        "study_user_attributes",
+        "trial_heartbeats",
+        "trial_intermediate_values",
+        "trial_params",
+        "trial_system_attributes",
+        "trial_user_attributes",
+        "trial_values",
+        "trials",
+        "version_info",
+    }
+)
 
 
 def _check_study_database(url: str, path: Path, *, empty_ok: bool) -> None:
@@ -110,6 +146,8 @@ def _check_study_database(url: str, path: Path, *, empty_ok: bool) -> None:
         raise StorageError(f"{url}: cannot read {path} ({_first_line(err)})") from None
     if not tables and empty_ok:
         return
+    if empty_ok and tables <= OPTUNA_TABLES:
+        return  # another worker is creating the study tables right now: RDBStorage finishes the schema
     if not STUDY_TABLES <= tables:
         held = ", ".join(sorted(tables)) or "none"
         raise StorageError(f"{url}: not a study storage ({path} holds other tables: {held})")
