@@ -116,3 +116,42 @@ def test_an_isolated_evaluation_that_misbehaves_ends_its_trial_only(plugin, stor
     assert bad.state == TrialState.FAIL and bad.user_attrs["failure"] == reason
     assert good.state == TrialState.COMPLETE and good.value == GOOD.count("conv")
     assert good.user_attrs["result"]["costs"]["params"] > 0
+
+
+def test_each_failed_trial_prints_one_line_and_verbose_adds_the_traceback(plugin, tmp_path, capsys):
+    from automl.cli import main
+
+    toml = """
+[study]
+name = "lines"
+n_trials = 1
+sampler = "random"
+[task]
+name = "digits"
+batch_size = 8
+image_size = 8
+[[dimensions]]
+name = "nb201"
+channels = 4
+cells_per_stage = 1
+operations = ["skip_connect"]
+[evaluator]
+name = "misbehaving"
+bad_op = "skip_connect"
+how = "sleep"
+timeout = 0.5
+[[objectives]]
+metric = "convs"
+"""
+    (tmp_path / "lines.toml").write_text(toml)
+    assert main(["run", "lines.toml", "--storage", "sqlite:///l.db", "--quiet", "--no-cache"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("automl:")]
+    assert err == ["automl: trial 0 failed: timed out after 0.5 s"]
+    assert (
+        main(
+            ["run", "lines.toml", "--storage", "sqlite:///l.db", "--quiet", "--no-cache", "--trials", "1", "--verbose"]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "automl: trial 1 failed: timed out after 0.5 s" in err and "Traceback" in err and "TimedOut" in err
