@@ -309,10 +309,10 @@ def _setup_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     _setup_logging()
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
+        import optuna  # inside the guard: Ctrl-C while the libraries load is a clean interruption too
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         parser = build_parser(argv)
         args = parser.parse_args(argv)
         if not getattr(args, "_run", None):
