@@ -29,8 +29,23 @@ def test_main_job_runs_continues_and_reads_back(storage, capsys):
     assert all(r["score.synflow"] > 0 and r["cost.params"] > 0 for r in rows)
 
 
-def test_every_bundled_space_file_validates():
+def test_every_bundled_space_file_validates(monkeypatch, tmp_path):
+    from automl_plugins.tasks.examples import digits_png
+
     files = sorted(SPACE.parent.glob("*.toml"))
     assert SPACE in files
+    # The data examples name their files relative to the repository root, where they are run from; the
+    # image folder is written by search_spaces/make_example_data.py (here into a copy of the layout).
+    root = SPACE.parent.parent
+    work = tmp_path / "repo"
+    (work / "search_spaces").mkdir(parents=True)
+    (work / "search_spaces" / "data").symlink_to(root / "search_spaces" / "data")
+    monkeypatch.chdir(work)
+    if not (root / "search_spaces" / "data" / "digits_png").exists():
+        (work / "search_spaces" / "data").unlink()
+        (work / "search_spaces" / "data").mkdir()
+        for shipped in (root / "search_spaces" / "data").iterdir():
+            (work / "search_spaces" / "data" / shipped.name).symlink_to(shipped)
+        digits_png(work / "search_spaces" / "data" / "digits_png", per_class=4)
     for path in files:
         SearchSpace.from_file(path)
