@@ -44,6 +44,13 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None, help="score-cache file (default: $AUTOML_CACHE or automl-cache.db)")
     parser.add_argument("--no-cache", action="store_true", help="evaluate every candidate, even repeated ones")
     parser.add_argument("--device", default=None, help="torch device for evaluators (default: cuda if present)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per evaluation, here and on Ray workers (default: $AUTOML_THREADS or 1); "
+        "part of the score-cache key, since the thread count changes the numbers",
+    )
     parser.add_argument("--top", type=int, default=5, help="best trials to print at the end")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="print the traceback of every failed trial")
@@ -59,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.trials is not None and args.trials < 1:
         raise AutomlError(f"--trials must be at least 1, got {args.trials}")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise UsageError(f"--threads must be between 1 and 1024, got {args.threads}")
     if args.verbose:
         logging.getLogger("automl").setLevel(logging.DEBUG)
     _stop_on_signals()
@@ -71,7 +80,11 @@ def _run(args: argparse.Namespace) -> int:
         cache=False if args.no_cache else (args.cache or True),
         device=args.device,
         sampler_seed=args.sampler_seed,
-        options={"ray_address": args.ray_address} if args.ray_address else None,
+        options={
+            key: value
+            for key, value in (("ray_address", args.ray_address), ("threads", args.threads))
+            if value is not None
+        },
         retry_dead=args.retry_dead,
     )
     if runner.dead_trials:
