@@ -115,7 +115,10 @@ def _node() -> dict[str, str | None]:
     try:
         import ray
 
-        return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+        node_id = ray.get_runtime_context().get_node_id()
+        # The address the node joined the cluster with (several nodes may share one machine).
+        ip = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), None)
+        return {"node_id": node_id, "node_ip": ip or ray.util.get_node_ip_address()}
     except Exception:  # noqa: BLE001 - outside a Ray worker (a direct call in a test): nothing to record
         return {"node_id": None, "node_ip": None}
 
