@@ -20,12 +20,18 @@ CACHE_ENV = "AUTOML_CACHE"
 LOCK_TIMEOUT_S = 60
 
 
-def cache_key(candidate_id: str, evaluator_settings: dict[str, Any], data: str, seed: int) -> str:
-    blob = json.dumps(
-        {"candidate": candidate_id, "evaluator": evaluator_settings, "data": data, "seed": seed},
-        sort_keys=True,
-        default=str,
-    )
+def cache_key(
+    candidate_id: str, evaluator_settings: dict[str, Any], data: str, seed: int, threads: int | None = None
+) -> str:
+    """The key of one evaluation: everything that changes its numbers.
+
+    ``threads`` is the torch thread count the evaluation ran with: floating-point sums split over a
+    different number of threads round differently, and a training run amplifies that.
+    """
+    fields: dict[str, Any] = {"candidate": candidate_id, "evaluator": evaluator_settings, "data": data, "seed": seed}
+    if threads is not None:
+        fields["threads"] = threads
+    blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -43,6 +44,13 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None, help="score-cache file (default: $AUTOML_CACHE or automl-cache.db)")
     parser.add_argument("--no-cache", action="store_true", help="evaluate every candidate, even repeated ones")
     parser.add_argument("--device", default=None, help="torch device for evaluators (default: cuda if present)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per evaluation, here and on Ray workers (default: $AUTOML_THREADS or 1); "
+        "part of the score-cache key, since the thread count changes the numbers",
+    )
     parser.add_argument("--top", type=int, default=5, help="best trials to print at the end")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="print the traceback of every failed trial")
@@ -58,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.trials is not None and args.trials < 1:
         raise AutomlError(f"--trials must be at least 1, got {args.trials}")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise UsageError(f"--threads must be between 1 and 1024, got {args.threads}")
     if args.verbose:
         logging.getLogger("automl").setLevel(logging.DEBUG)
     _stop_on_signals()
@@ -70,7 +80,11 @@ def _run(args: argparse.Namespace) -> int:
         cache=False if args.no_cache else (args.cache or True),
         device=args.device,
         sampler_seed=args.sampler_seed,
-        options={"ray_address": args.ray_address} if args.ray_address else None,
+        options={
+            key: value
+            for key, value in (("ray_address", args.ray_address), ("threads", args.threads))
+            if value is not None
+        },
         retry_dead=args.retry_dead,
     )
     if runner.dead_trials:
@@ -110,11 +124,39 @@ def _stop_on_signals() -> None:
 
 
 # -- studies / show / export -------------------------------------------------------------------------
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(_plain(data), indent=1, default=str, allow_nan=False))
+
+
+def _plain(data: object) -> object:
+    """``data`` with NaN and infinities as ``null`` (JSON has neither)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    return data
+
+
+def _studies_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_storage(parser)
+    _add_json(parser)
+
+
 def _studies(args: argparse.Namespace) -> int:
-    from automl.report import studies_table
+    from automl.report import studies_data, studies_table
     from automl.storage import open_storage
 
-    print(studies_table(open_storage(args.storage, read_only=True)))
+    storage = open_storage(args.storage, read_only=True)
+    if args.json:
+        _print_json(studies_data(storage))
+    else:
+        print(studies_table(storage))
     return 0
 
 
@@ -122,6 +164,7 @@ def _show_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="study name")
     _add_storage(parser)
     parser.add_argument("--top", type=int, default=10, help="best trials to print (one objective)")
+    _add_json(parser)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -132,6 +175,11 @@ def _show(args: argparse.Namespace) -> int:
         raise UsageError(f"--top must be at least 1, got {args.top}")
     storage = open_storage(args.storage, read_only=True)
     study = load_study(args.study, storage)
+    if args.json:
+        from automl.report import study_summary_data
+
+        _print_json(study_summary_data(study, top=args.top, storage=storage))
+        return 0
     described = study.user_attrs.get("automl.space") or {}
     if described:
         print(
@@ -148,7 +196,12 @@ def _show(args: argparse.Namespace) -> int:
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="study name")
     _add_storage(parser)
-    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument(
+        "--format",
+        choices=("csv", "json", "jsonl"),
+        default="csv",
+        help="csv (default), json (one array of records) or jsonl (JSON Lines: one record a line)",
+    )
     parser.add_argument("--out", default="-", help="output file (default: standard output)")
     parser.add_argument(
         "--force", action="store_true", help="write --out even over a study storage (the one read included)"
@@ -190,8 +243,10 @@ def _export(args: argparse.Namespace) -> int:
 def _write_records(out: TextIO, records: list[dict], format: str) -> None:
     from automl.records import columns
 
-    if format == "json":
+    if format == "jsonl":
         out.writelines(json.dumps(record, default=str) + "\n" for record in records)
+    elif format == "json":
+        out.write("[\n" + ",\n".join(json.dumps(record, default=str) for record in records) + "\n]\n")
     else:
         writer = csv.DictWriter(out, fieldnames=columns(records))
         writer.writeheader()
@@ -229,12 +284,16 @@ def _export_target(out: str, storage: str | None, force: bool) -> Path:
 # -- plugins -----------------------------------------------------------------------------------------
 def _plugins_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="also list each method's options")
+    _add_json(parser)
 
 
 def _plugins(args: argparse.Namespace) -> int:
     from automl.registry import get_registry
 
     registry = get_registry()
+    if args.json:
+        _print_json(_plugins_data(registry))
+        return 0
     for info in registry.plugins.values():
         print(f"{info.name} {info.version} ({info.source})")
         for kind, names in info.registered.items():
@@ -250,30 +309,57 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plugins_data(registry: object) -> dict:
+    plugins = []
+    for info in registry.plugins.values():
+        methods = {}
+        for kind, names in info.registered.items():
+            methods[kind] = []
+            for name in names:
+                cls = registry.get(kind, name)
+                entry = {"name": name, "description": getattr(cls, "description", None) or getattr(cls, "help", "")}
+                if kind != "commands":
+                    entry["options"] = {
+                        option: {"rule": rule.describe(), "help": rule.help}
+                        for option, rule in getattr(cls, "options", {}).items()
+                    }
+                methods[kind].append(entry)
+        plugins.append({"name": info.name, "version": info.version, "source": info.source, "registered": methods})
+    failures = [{"name": name, "error": str(error)} for name, error in registry.failures]
+    return {"plugins": plugins, "failures": failures}
+
+
 CORE_COMMANDS = (
     Command("run", "run (or continue) a search from a search-space file", _run_arguments, _run),
-    Command("studies", "list the studies in a storage", _add_storage, _studies),
+    Command("studies", "list the studies in a storage", _studies_arguments, _studies),
     Command("show", "a study's best trials or Pareto front", _show_arguments, _show),
-    Command("export", "a study's trials as CSV or JSON lines", _export_arguments, _export),
+    Command("export", "a study's trials as CSV, a JSON array or JSON Lines", _export_arguments, _export),
     Command("plugins", "the loaded plugins and what each registered", _plugins_arguments, _plugins),
 )
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser; plugins (and their commands) are loaded only when ``argv`` needs them.
+    """The parser; plugins (and their commands) are loaded only when ``argv`` names a plugin's command.
 
-    A core command (``run``, ``studies``, ``show``, ``export``, ``plugins``) and ``--version`` parse
-    without loading plugins; anything else (a plugin's command, ``--help``) loads them to list theirs.
+    A core command (``run``, ``studies``, ``show``, ``export``, ``plugins``), ``--version``, ``--help``
+    and no command at all parse without loading plugins (the help says that ``automl plugins`` lists the
+    commands plugins add); any other first word loads them, to run that command or to list the choices.
     """
     from automl import __version__
 
-    parser = argparse.ArgumentParser(prog="automl", description="Plugin-based AutoML search on Optuna studies.")
+    parser = argparse.ArgumentParser(
+        prog="automl",
+        description="Plugin-based AutoML search on Optuna studies.",
+        epilog="Plugins add more commands (the dashboard: automl tui; automl score; ...): "
+        "`automl plugins` lists them, `automl COMMAND --help` describes one.",
+    )
     parser.add_argument("--version", action="version", version=f"automl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands: list[Command] = list(CORE_COMMANDS)
     core = {c.name for c in commands}
-    words = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")]
-    needs_plugins = not (words and words[0] in core) and "--version" not in (argv or sys.argv[1:])
+    given = list(argv if argv is not None else sys.argv[1:])
+    words = [a for a in given if not a.startswith("-")]
+    needs_plugins = bool(words) and words[0] not in core and not {"--version", "-h", "--help"} & set(given[:1])
     if needs_plugins:
         from automl.registry import get_registry
 
@@ -307,18 +393,26 @@ def _setup_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.getLogger("optuna").setLevel(logging.WARNING)
     _setup_logging()
-    try:
-        import optuna  # inside the guard: Ctrl-C while the libraries load is a clean interruption too
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:  # everything inside the guard: Ctrl-C while the libraries load is a clean interruption too
         parser = build_parser(argv)
         args = parser.parse_args(argv)
         if not getattr(args, "_run", None):
             parser.print_help()
             return 2
-        return int(args._run(args) or 0)
+        # After parsing: --version and --help answer without importing Optuna.
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # here, so a reader that closed the pipe is seen below, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader stopped early (`automl export ... | head -1`): what it read is complete lines; exit
+        # as a command killed by SIGPIPE does (141 = 128 + 13), without a traceback. Standard output is
+        # pointed at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except AutomlError as err:
         print(f"automl: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -30,10 +31,17 @@ def trial_record(trial: FrozenTrial, metrics: Iterable[str] = ()) -> dict[str, A
         record[f"param.{name}"] = value
     for group, prefix in ((stored.scores, "score"), (stored.costs, "cost")):
         for name, value in group.items():
-            record[f"{prefix}.{name}"] = None if isinstance(value, float) and math.isnan(value) else value
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            elif prefix == "cost" and isinstance(value, float) and value.is_integer():
+                value = int(value)  # parameters, FLOPs and bits are counts: 1234, not 1234.0
+            record[f"{prefix}.{name}"] = value
     for name, value in stored.info.items():
         if isinstance(value, (int, float, str, bool)) or value is None:
             record[f"info.{name}"] = value
+        elif isinstance(value, (list, dict)):
+            # The learning curve and other structured details: one JSON text, so a CSV cell holds it too.
+            record[f"info.{name}"] = json.dumps(value, default=str)
     for name, value in trial.user_attrs.items():
         if name not in RECORD_ATTRS and isinstance(value, (int, float, str, bool)):
             record[f"attr.{name}"] = value
@@ -41,6 +49,7 @@ def trial_record(trial: FrozenTrial, metrics: Iterable[str] = ()) -> dict[str, A
     record["duration_s"] = stored.duration_s
     record["failure"] = stored.failure
     record["started"] = trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None
+    record["completed"] = trial.datetime_complete.isoformat(timespec="seconds") if trial.datetime_complete else None
     return record
 
 

@@ -10,7 +10,14 @@ import optuna
 from optuna.trial import TrialState
 
 from automl.record import TrialRecord
-from automl.records import best_trials, state_counts, study_metrics, study_overviews, study_trials
+from automl.records import (
+    best_trials,
+    state_counts,
+    study_metrics,
+    study_overviews,
+    study_trials,
+    trial_record,
+)
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -61,16 +68,13 @@ def study_summary(study: optuna.Study, top: int = 5, storage: optuna.storages.Ba
     for key, label in (("strategy_result", "strategy"),):
         if key in study.user_attrs:
             lines.append(f"{label}: {study.user_attrs[key]}")
+    ranked = _ranked(study, trials, top)
     if len(study.directions) == 1:
-        completed = [t for t in trials if t.state == TrialState.COMPLETE]
-        reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        ranked = _distinct(sorted(completed, key=lambda t: t.value, reverse=reverse))[:top]
         title = (
             f"best {len(ranked)} distinct candidates by {metrics[0]} "
             f"({described.get('objectives', [{}])[0].get('direction', '')})"
         )
     else:
-        ranked = best_trials(study, trials)
         title = f"Pareto front ({len(ranked)} trials) over {', '.join(metrics)}"
     if not ranked:
         lines.append("no completed trial yet")
@@ -80,6 +84,50 @@ def study_summary(study: optuna.Study, top: int = 5, storage: optuna.storages.Ba
     rows = [[t.number] + list(t.values) + [_candidate_text(t)] for t in ranked]
     lines.append(table(rows, header))
     return "\n".join(lines)
+
+
+def _ranked(study: optuna.Study, trials: Sequence[optuna.trial.FrozenTrial], top: int) -> list:
+    """The ``top`` best distinct candidates (one objective) or the Pareto front (several)."""
+    if len(study.directions) == 1:
+        completed = [t for t in trials if t.state == TrialState.COMPLETE]
+        reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return _distinct(sorted(completed, key=lambda t: t.value, reverse=reverse))[:top]
+    return best_trials(study, trials)
+
+
+def study_summary_data(
+    study: optuna.Study, top: int = 5, storage: optuna.storages.BaseStorage | None = None
+) -> dict[str, Any]:
+    """What ``study_summary`` prints, as plain data (``automl show --json``): the best trials as export records."""
+    metrics = study_metrics(study)
+    trials = study_trials(study, storage)
+    best = _ranked(study, trials, top)
+    return {
+        "study": study.study_name,
+        "space": study.user_attrs.get("automl.space") or {},
+        "metrics": metrics,
+        "directions": [d.name.lower() for d in study.directions],
+        "counts": state_counts(trials),
+        "best" if len(study.directions) == 1 else "pareto_front": [trial_record(t, metrics) for t in best],
+        "strategy": {k[len("strategy.") :]: v for k, v in study.user_attrs.items() if k.startswith("strategy.")},
+    }
+
+
+def studies_data(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
+    """What ``studies_table`` prints, as plain data (``automl studies --json``)."""
+    return [
+        {
+            "study": study.name,
+            "space": study.described.get("source"),
+            "evaluator": study.described.get("evaluator"),
+            "directions": study.directions,
+            "counts": study.counts,
+            "best_value": study.best_value,
+            "front_size": study.front_size if len(study.directions) > 1 else None,
+            "last_activity": study.last_activity.isoformat(timespec="seconds") if study.last_activity else None,
+        }
+        for study in study_overviews(storage)
+    ]
 
 
 def _distinct(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:

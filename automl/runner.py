@@ -78,7 +78,9 @@ class StudyRunner:
         elif isinstance(cache, str):
             cache = ScoreCache(cache)
         self.cache: ScoreCache | None = None if cache is False else cache
-        self.evaluations = Evaluations(space.task, seed=self.seed, cache=self.cache)
+        self.evaluations = Evaluations(
+            space.task, seed=self.seed, cache=self.cache, threads=self.options.get("threads")
+        )
         self.storage = open_storage(storage)
         self.study_name = study_name or space.study.name
         self.study = self._open_study()

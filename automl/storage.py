@@ -65,13 +65,66 @@ def open_storage(
             return _open_journal(url, read_only)
         if url.startswith("sqlite:"):
             return _open_sqlite(url, read_only)
-        return _rdb_storage(url, skip_table_creation=read_only)
+        return _open_database(url, read_only)
     except StorageError:
         raise
+    except ImportError as err:
+        raise StorageError(f"{_shown(url)}: {_missing_driver(url, err)}") from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, OSError, RuntimeError) as err:
         raise StorageError(f"{url}: cannot open the study storage ({_first_line(err)})") from None
     except Exception as err:  # noqa: BLE001 - journal parsers raise plain errors on corrupt files
         raise StorageError(f"{url}: cannot open the study storage ({type(err).__name__}: {_first_line(err)})") from None
+
+
+# -- database servers (PostgreSQL, MySQL) ------------------------------------------------------------
+# Opening a fresh database creates Optuna's tables; two processes doing it at once race, and the loser
+# gets an error although the tables are then there (PostgreSQL: UniqueViolation on
+# "pg_type_typname_nsp_index", "relation ... already exists", or a second version row). Opening again
+# finds them. PostgreSQL reports the conflict once the winner's transaction has committed, so a retry
+# needs no wait; the bound only keeps a persistent error from looping.
+CREATION_ATTEMPTS = 10
+
+# The Python module each SQLAlchemy driver imports, and what to install for it.
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "PyMySQL",
+    "MySQLdb": "mysqlclient",
+    "mysql": "mysql-connector-python",
+    "pg8000": "pg8000",
+    "asyncpg": "asyncpg",
+}
+
+
+def _open_database(url: str, read_only: bool) -> optuna.storages.RDBStorage:
+    return _rdb_storage(url, skip_table_creation=read_only)
+
+
+def _missing_driver(url: str, err: ImportError) -> str:
+    """One line naming the missing driver module and the package that provides it."""
+    cause: BaseException | None = err
+    while cause is not None and not getattr(cause, "name", None):
+        cause = cause.__cause__ or cause.__context__
+    module = getattr(cause, "name", None)
+    if not module:
+        return f"cannot open the study storage (a database driver is missing: {_first_line(err)})"
+    top = module.split(".")[0]
+    package = _DRIVER_PACKAGES.get(top, top)
+    scheme = url.split("://", 1)[0]
+    hint = ""
+    if scheme == "postgresql":
+        hint = " (SQLAlchemy 2.1 reads postgresql:// as psycopg 3, SQLAlchemy 2.0 as psycopg2)"
+    return (
+        f'the database driver for {scheme}:// is not installed{hint}: pip install "{package}" (module {top} not found)'
+    )
+
+
+def _shown(url: str) -> str:
+    """The URL as printed in messages: without its password."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy parses: print it as given
+        return url
 
 
 # -- SQLite --------------------------------------------------------------------------------------------
@@ -91,17 +144,25 @@ def _open_sqlite(url: str, read_only: bool) -> optuna.storages.RDBStorage:
 
 # Workers that start together on a fresh database race to create Optuna's tables; the losers see
 # "already exists" (SQLite) or a unique violation (PostgreSQL) and find the tables made on a retry.
-_CREATION_RACE = ("already exists", "UniqueViolation", "duplicate key", "UNIQUE constraint failed")
+_CREATION_RACE = (
+    "pg_type_typname_nsp_index",
+    "already exists",
+    "UniqueViolation",
+    "duplicate key",
+    "Duplicate entry",
+    "UNIQUE constraint failed",
+)
 
 
 def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
-    for attempt in range(10):
+    for attempt in range(1, CREATION_ATTEMPTS + 1):
         try:
             return optuna.storages.RDBStorage(url, **kwargs)
         except sqlalchemy.exc.SQLAlchemyError as err:
-            if attempt == 9 or not any(marker in str(err) for marker in _CREATION_RACE):
+            if attempt == CREATION_ATTEMPTS or not any(marker in str(err) for marker in _CREATION_RACE):
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            log.debug("%s: another process created the study tables at the same time; opening again", _shown(url))
+            time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
 
 

@@ -23,7 +23,7 @@ def test_main_job_runs_continues_and_reads_back(storage, capsys):
     assert "continuing study 'nb201-digits' (2 trials finished)" in out.err
     assert "3 complete" in out.out
 
-    assert main(["export", "nb201-digits", "--storage", storage, "--format", "json"]) == 0
+    assert main(["export", "nb201-digits", "--storage", storage, "--format", "jsonl"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["number"] for r in rows] == [0, 1, 2]
     assert all(r["score.synflow"] > 0 and r["cost.params"] > 0 for r in rows)

@@ -54,7 +54,7 @@ def test_a_study_written_before_versioned_records_opens_everywhere(old_study, ca
         assert record.candidate.id and record.candidate.arch.startswith("|")
     assert main(["show", "before-record-v2", "--storage", old_study]) == 0
     assert "Pareto front" in capsys.readouterr().out
-    assert main(["export", "before-record-v2", "--storage", old_study, "--format", "json"]) == 0
+    assert main(["export", "before-record-v2", "--storage", old_study, "--format", "jsonl"]) == 0
     exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["cost.size_bits"] for row in exported] == [t.values[1] for t in study.trials]
     assert main(["studies", "--storage", old_study]) == 0

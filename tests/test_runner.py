@@ -221,7 +221,7 @@ def test_multi_objective_gives_a_pareto_front(nb201_space_dict, storage, capsys)
 
 def test_export_and_studies(nb201_space_dict, storage, tmp_path, capsys):
     automl.search(nb201_space_dict, storage=storage)
-    assert main(["export", "t", "--storage", storage, "--format", "json"]) == 0
+    assert main(["export", "t", "--storage", storage, "--format", "jsonl"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 4
     assert {

@@ -318,7 +318,7 @@ async def test_help_screen_opens_and_closes(storage):
 
 def test_core_and_cli_do_not_load_textual():
     code = (
-        "import sys, automl, automl.runner, automl.cli; automl.cli.build_parser(); "
+        "import sys, automl, automl.runner, automl.cli; automl.cli.build_parser(['tui']); "
         "assert 'automl_tui.plugin' in sys.modules, 'tui command not registered'; "
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext')); "
         "assert not loaded, loaded"
@@ -329,7 +329,7 @@ def test_core_and_cli_do_not_load_textual():
 def test_tui_command_is_registered():
     from automl.cli import build_parser
 
-    args = build_parser().parse_args(["tui", "--storage", "sqlite:///x.db"])
+    args = build_parser(["tui"]).parse_args(["tui", "--storage", "sqlite:///x.db"])
     assert args.storage == "sqlite:///x.db"
 
 

@@ -35,7 +35,7 @@ from automl_tui.data import (
 PAGE_SIZE = 200
 STATE_FILTERS = ("all", "COMPLETE", "RUNNING", "FAIL", "PRUNED")
 # Columns hidden by default: identifiers and timings (they vary between runs of the same search).
-HIDDEN_BY_DEFAULT = ("candidate_id", "started", "duration_s", "cached")
+HIDDEN_BY_DEFAULT = ("candidate_id", "started", "completed", "duration_s", "cached")
 HIDDEN_PREFIXES = ("info.", "attr.")
 
 

@@ -130,6 +130,7 @@ class StudySearcher(Searcher):
                 "seed": self.context.seed,
                 "evaluator": self.evaluator_raw,
                 "device": self.device,
+                "threads": self.context.evaluations.threads,
                 "optuna_trial": trial.number,
             }
         return Searcher.FINISHED
@@ -193,7 +194,7 @@ class StudySearcher(Searcher):
                 outcome,
                 cached=False,
                 duration_s=payload["duration_s"],
-                ray={"trial_id": trial_id, "device": payload.get("device")},
+                ray={"trial_id": trial_id, **{k: payload.get(k) for k in ("device", "node_id", "node_ip", "threads")}},
             )
         elif payload["status"] == "pruned":
             self._pruned(current, payload["reason"], duration_s=payload["duration_s"])

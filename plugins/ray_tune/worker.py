@@ -84,7 +84,7 @@ def evaluate_on_worker(config: Mapping[str, Any]) -> dict[str, Any]:
         evaluator = evaluator_for(space, config.get("evaluator"))
         candidate = space.candidate(config["params"])
         candidate.seed = config["seed"]
-        result = run_evaluator(candidate, evaluator, context)
+        result = run_evaluator(candidate, evaluator, context, threads=config.get("threads"))
         payload: dict[str, Any] = {"status": "complete", **result.to_json()}
         first = result.value(space.metrics[0])
     except optuna.TrialPruned as pruned:
@@ -96,6 +96,8 @@ def evaluate_on_worker(config: Mapping[str, Any]) -> dict[str, Any]:
         steps=context.steps,
         attrs=context.attrs,
         device=str(context.device),
+        threads=config.get("threads"),
+        **_node(),
         duration_s=round(time.perf_counter() - start, 6),
     )
     # The final report repeats the last iteration, so a scheduler sees no new rung from it.
@@ -106,6 +108,19 @@ def evaluate_on_worker(config: Mapping[str, Any]) -> dict[str, Any]:
         FINAL: True,
         PAYLOAD: json.dumps(payload, default=str),
     }
+
+
+def _node() -> dict[str, str | None]:
+    """The Ray node this trial ran on (its id and IP address), recorded in the trial's ``ray`` attribute."""
+    try:
+        import ray
+
+        node_id = ray.get_runtime_context().get_node_id()
+        # The address the node joined the cluster with (several nodes may share one machine).
+        ip = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), None)
+        return {"node_id": node_id, "node_ip": ip or ray.util.get_node_ip_address()}
+    except Exception:  # noqa: BLE001 - outside a Ray worker (a direct call in a test): nothing to record
+        return {"node_id": None, "node_ip": None}
 
 
 def _trial_device() -> str:
