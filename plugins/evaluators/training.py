@@ -5,6 +5,11 @@ schedule it unchanged: it needs a candidate, the evaluator's settings, a ``repor
 callback and a device. The model comes from ``candidate.build_model()`` with every transform applied:
 pruning masks hold (pruned weights stay zero) and fake quantization is active during training. The
 loss is ``candidate.loss``; a data-pruning choice in ``candidate.recipe`` shrinks the training set.
+
+``candidate.recipe["training_hooks"]`` holds objects that schedule recipe steps: ``before_step(model,
+step, total_steps)`` runs before every optimizer step (steps count from 0), ``after_training(model, train,
+criterion, settings)`` after the last epoch (a post-training step such as LayerNorm removal; it returns a
+dict for ``info``), after which the validation scores are measured again.
 """
 
 from __future__ import annotations
@@ -97,6 +102,9 @@ def train_candidate(
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps) if settings["schedule"] == "cosine" else None
     )
 
+    hooks = list(candidate.recipe.get("training_hooks", ()))
+    before_step = [h.before_step for h in hooks if hasattr(h, "before_step")]
+    step = 0
     curve: list[float] = []
     train_loss = math.nan
     val_accuracy = val_loss = math.nan
@@ -108,6 +116,9 @@ def train_candidate(
             index = order[first : first + batch_size]
             if len(index) < 2 and len(train) > 1:
                 continue  # a batch of one breaks batch normalization and adds nothing
+            for hook in before_step:
+                hook(model, step, total_steps)
+            step += 1
             logits = model(train.inputs[index])
             loss = criterion(*_flat(logits, train.targets[index]))
             if not torch.isfinite(loss):
@@ -127,6 +138,12 @@ def train_candidate(
         if report is not None:
             report(val_accuracy, epoch)
 
+    after = [h.after_training for h in hooks if hasattr(h, "after_training")]
+    for hook in after:
+        info.update(hook(model, train, criterion, settings))
+    if after:
+        info["val_accuracy_before_post_training"] = val_accuracy
+        val_accuracy, val_loss = evaluate_model(model, val, criterion, settings["eval_batch_size"])
     scores = {"val_accuracy": val_accuracy, "val_loss": val_loss, "train_loss": train_loss}
     try:
         test = task.split("test").to(device)

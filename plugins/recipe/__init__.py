@@ -1,7 +1,9 @@
-"""Training-recipe and compression dimensions: normalization, loss, pruning masks, bit-widths, data pruning."""
+"""Training-recipe and compression dimensions: normalization, loss, pruning masks, bit-widths, data pruning,
+LayerNorm removal."""
 
 from automl import hookimpl
 from automl_plugins.recipe.data import DataPruningDimension
+from automl_plugins.recipe.ln_removal import LayerNormRemovalDimension
 from automl_plugins.recipe.losses import LossDimension
 from automl_plugins.recipe.normalization import NormalizationDimension
 from automl_plugins.recipe.pruning import PruningDimension
@@ -9,6 +11,7 @@ from automl_plugins.recipe.quantization import QuantizationDimension
 
 __all__ = [
     "DataPruningDimension",
+    "LayerNormRemovalDimension",
     "LossDimension",
     "NormalizationDimension",
     "PruningDimension",
@@ -23,3 +26,4 @@ def register_dimensions(register):
     register(PruningDimension)
     register(QuantizationDimension)
     register(DataPruningDimension)
+    register(LayerNormRemovalDimension)
