@@ -78,7 +78,7 @@ def test_after_training_fakes_one_layer_norm_per_gap_and_leaves_none():
 
     model.register_forward_pre_hook(record)
     settings = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "grad_clip": 1.0}
-    info = removal.after_training(model, automl.Batch(tokens, targets), nn.CrossEntropyLoss(), settings)
+    info = removal.after_training(model, automl.Batch(tokens, targets), None, nn.CrossEntropyLoss(), settings)
     assert info["ln_removed"] == count and info["ln_removal_steps"] == 3 * (count + 1)
     assert not any(isinstance(m, nn.LayerNorm) for m in model.modules())
     # (the first forward pass is the calibration, 8 batches of 8 examples)

@@ -7,9 +7,11 @@ pruning masks hold (pruned weights stay zero) and fake quantization is active du
 loss is ``candidate.loss``; a data-pruning choice in ``candidate.recipe`` shrinks the training set.
 
 ``candidate.recipe["training_hooks"]`` holds objects that schedule recipe steps: ``before_step(model,
-step, total_steps)`` runs before every optimizer step (steps count from 0), ``after_training(model, train,
-criterion, settings)`` after the last epoch (a post-training step such as LayerNorm removal; it returns a
-dict for ``info``), after which the validation scores are measured again.
+step, total_steps)`` runs before every optimizer step (steps count from 0), ``extra_loss(model)`` is added
+to the loss of every step (an auxiliary loss the model computed in its forward pass), and
+``after_training(model, train, val, criterion, settings)`` runs after the last epoch (a post-training step
+such as LayerNorm removal, or a measurement; it returns a dict for ``info``), after which the validation
+scores are measured again.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ def train_candidate(
 
     hooks = list(candidate.recipe.get("training_hooks", ()))
     before_step = [h.before_step for h in hooks if hasattr(h, "before_step")]
+    extra_loss = [h.extra_loss for h in hooks if hasattr(h, "extra_loss")]
     step = 0
     curve: list[float] = []
     train_loss = math.nan
@@ -121,6 +124,8 @@ def train_candidate(
             step += 1
             logits = model(train.inputs[index])
             loss = criterion(*_flat(logits, train.targets[index]))
+            for hook in extra_loss:
+                loss = loss + hook(model)
             if not torch.isfinite(loss):
                 raise TrialFailed(f"training diverged: the loss is {float(loss.detach())} at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)
@@ -140,7 +145,7 @@ def train_candidate(
 
     after = [h.after_training for h in hooks if hasattr(h, "after_training")]
     for hook in after:
-        info.update(hook(model, train, criterion, settings))
+        info.update(hook(model, train, val, criterion, settings))
     if after:
         info["val_accuracy_before_post_training"] = val_accuracy
         val_accuracy, val_loss = evaluate_model(model, val, criterion, settings["eval_batch_size"])

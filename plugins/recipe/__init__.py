@@ -1,8 +1,9 @@
 """Training-recipe and compression dimensions: normalization, loss, pruning masks, bit-widths, data pruning,
-LayerNorm removal."""
+LayerNorm removal, dynamic (per-input) channel pruning."""
 
 from automl import hookimpl
 from automl_plugins.recipe.data import DataPruningDimension
+from automl_plugins.recipe.ftwt import DynamicPruningDimension
 from automl_plugins.recipe.ln_removal import LayerNormRemovalDimension
 from automl_plugins.recipe.losses import LossDimension
 from automl_plugins.recipe.normalization import NormalizationDimension
@@ -11,6 +12,7 @@ from automl_plugins.recipe.quantization import QuantizationDimension
 
 __all__ = [
     "DataPruningDimension",
+    "DynamicPruningDimension",
     "LayerNormRemovalDimension",
     "LossDimension",
     "NormalizationDimension",
@@ -27,3 +29,4 @@ def register_dimensions(register):
     register(QuantizationDimension)
     register(DataPruningDimension)
     register(LayerNormRemovalDimension)
+    register(DynamicPruningDimension)

@@ -137,7 +137,7 @@ class LayerNormRemoval:
         return {i * self.gap: i for i in range(count)}
 
     def after_training(
-        self, model: nn.Module, train: Batch, criterion: nn.Module, settings: Mapping[str, Any]
+        self, model: nn.Module, train: Batch, val: Batch, criterion: nn.Module, settings: Mapping[str, Any]
     ) -> dict[str, Any]:
         from automl_plugins.evaluators.training import _flat, _optimizer
 
