@@ -98,10 +98,12 @@ def test_nb201_candidate_trains_with_gates_and_reports_per_input_flops():
         }
     )
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
-    candidate = space.candidate_from_arch(arch, {"dynamic_pruning.mass": 0.9})
+    candidate = space.candidate_from_arch(arch, {"dynamic_pruning.gate": True, "dynamic_pruning.mass": 0.9})
     model = candidate.build_model()
     assert len(gated_units(model)) == 1 + 3 * 4 + 2 * 2  # stem, 4 conv edges in each of 3 cells, 2 reductions
     result = train_candidate(candidate, {"epochs": 1, "max_train_samples": 128}, device="cpu")
     info = result.info
     assert 0 < info["ftwt_flops"] <= info["ftwt_dense_flops"]
     assert 0 <= info["ftwt_active_fraction"] <= 1
+    static = space.candidate_from_arch(arch, {"dynamic_pruning.gate": False})
+    assert not gated_units(static.build_model()) and static.id != candidate.id

@@ -217,6 +217,7 @@ class DynamicPruningDimension(Dimension):
         "mass of each convolution's output"
     )
     options = {
+        "gate": Option(list, default=[False, True], item_type=bool, min_items=1, help="whether to add the gates"),
         "masses": Option(
             list,
             default=[1.0, 0.95, 0.9],
@@ -235,6 +236,9 @@ class DynamicPruningDimension(Dimension):
         _weights.require_architecture(space, self.name)
 
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
+        if not trial.suggest_categorical("gate", self.settings["gate"]):
+            candidate.set_canonical(trial.prefix, "static")
+            return
         mass = trial.suggest_categorical("mass", self.settings["masses"])
         candidate.add_transform(trial.prefix, lambda model, _c: add_gates(model, mass))
         candidate.recipe.setdefault("training_hooks", []).append(FireTogetherTraining(self.settings["cooldown"]))
