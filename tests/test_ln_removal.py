@@ -13,8 +13,10 @@ from automl_plugins.evaluators.training import train_candidate
 from automl_plugins.recipe.ln_removal import (
     FakeableLayerNorm,
     LayerNormRemoval,
+    SplitAttentionInput,
     measure_input_std,
     removal_order,
+    split_attention_norms,
 )
 
 SPEC = EncoderSpec(16, (LayerSpec("SA", "SDP", 2, 32, 1), LayerSpec("LT", "DCT", 2, 32, 1)))
@@ -51,14 +53,40 @@ def test_measured_scale_is_the_std_of_every_entry_of_the_input():
     assert stds["layers.0.norm_op"] == pytest.approx(float(torch.cat(seen).std()), rel=1e-6)
 
 
-@pytest.mark.parametrize("placement", ["post", "pre", "peri"])
+@pytest.mark.parametrize("placement", ["post", "peri"])
 def test_feed_forward_norms_go_first_then_attention_then_embedding_and_final(placement):
     order = removal_order(_encoder(placement))
     if placement == "peri":
         assert order[:4] == ["layers.0.norm_ff", "layers.0.norm_ff_out", "layers.1.norm_ff", "layers.1.norm_ff_out"]
     else:
         assert order[:4] == ["layers.0.norm_ff", "layers.1.norm_ff", "layers.0.norm_op", "layers.1.norm_op"]
-    assert order[-1] == ("final_norm" if placement == "pre" else "embedding_norm")
+    assert order[-1] == "embedding_norm"
+
+
+def test_pre_ln_attention_loses_its_layer_norm_on_queries_and_keys_before_values():
+    model = _encoder("pre")
+    tokens = torch.randint(0, 40, (3, 8))
+    expected = model(tokens)
+    assert split_attention_norms(model) == 1  # layer 0 attends; layer 1 is a DCT layer
+    assert torch.allclose(model(tokens), expected, atol=1e-6)  # the same function
+    assert removal_order(model) == [
+        "layers.0.norm_ff",
+        "layers.1.norm_ff",
+        "layers.0.operation.qkv.norm_qk",
+        "layers.1.norm_op",
+        "layers.0.operation.qkv.norm_v",
+        "embedding_norm",
+        "final_norm",
+    ]
+    split = model.layers[0].operation.qkv
+    assert isinstance(split, SplitAttentionInput) and split.norm_qk.weight is split.norm_v.weight
+    x = torch.randn(2, 8, 16) * 3
+    dense = split.qkv(nn.functional.layer_norm(x, (16,), split.norm_qk.weight, split.norm_qk.bias))
+    split.norm_qk.std.fill_(2.0)
+    split.norm_qk.fake = True
+    out = split(x)
+    assert torch.allclose(out[..., 32:], dense[..., 32:], atol=1e-6)  # values still see the real LayerNorm
+    assert torch.allclose(out[..., :32], split.qkv(split.norm_qk(x))[..., :32])
 
 
 def test_after_training_fakes_one_layer_norm_per_gap_and_leaves_none():
@@ -118,3 +146,21 @@ def test_layernorm_removal_needs_a_transformer():
                 "objectives": [{"metric": "params"}],
             }
         )
+
+
+def test_after_training_on_a_pre_ln_encoder_removes_both_attention_paths():
+    model = _encoder("pre")
+    tokens, targets = torch.randint(0, 40, (32, 8)), torch.randint(0, 2, (32,))
+    settings = {"optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0, "momentum": 0.9, "grad_clip": 1.0}
+    info = LayerNormRemoval(gap=1, batch_size=8).after_training(
+        model, automl.Batch(tokens, targets), None, nn.CrossEntropyLoss(), settings
+    )
+    assert info["ln_removed"] == 7 and info["ln_removal_steps"] == 8
+    fakes = [m for m in model.modules() if isinstance(m, FakeableLayerNorm)]
+    assert len(fakes) == 7 and all(m.fake for m in fakes)
+    split = model.layers[0].operation.qkv
+    assert (
+        info["ln_removal_std"]["layers.0.operation.qkv.norm_qk"]
+        == info["ln_removal_std"]["layers.0.operation.qkv.norm_v"]
+    )
+    assert float(split.norm_qk.std) > 0

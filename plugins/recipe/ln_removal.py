@@ -14,15 +14,17 @@ Details, from the author's code as continued in github.com/submarat/removing-lay
 - the mean subtraction stays (it is linear); σ is the standard deviation of all entries of the LayerNorm's
   input (``tensor.std()``), measured on training data before the fine-tuning starts, by the trained model;
 - order: the feed-forward LayerNorms first (GPT-2's ``ln_2``), block by block, then the attention ones
-  (``ln_1``), then the last one (``ln_f``); one removal every ``gap`` optimizer steps; training goes on for
-  one more gap after the last removal. This encoder also has an embedding LayerNorm, removed just before the
-  final one; a ``peri`` placement's output norms follow their input norms;
+  (``ln_1``) on the query/key path, then on the value path (a Pre-LN self-attention layer gets its LayerNorm
+  moved into its input projection, once per path, sharing γ and β, so the paths lose it at different steps),
+  then the last one (``ln_f``); one removal every ``gap`` optimizer steps; training goes on for one more gap
+  after the last removal. This encoder also has an embedding LayerNorm, removed just before the final one;
+  a ``peri`` placement's output norms come after the attention ones; the LayerNorm in front of a Fourier/DCT
+  or convolution layer (one input path) goes with the query/key group;
 - the learning rate decays (cosine) over the fine-tuning, as in the author's runs.
 
-Simplified here: the author removes the attention LayerNorm in two steps, first for queries and keys, then
-for values; this encoder computes queries, keys and values from one normalized input, so both go at once.
-GPT-2's special standard deviation for the first (BOS) token has no counterpart in an encoder without a BOS
-token and is left out.
+Left out: GPT-2's special standard deviation for the first (BOS) and end-of-text tokens has no counterpart in
+an encoder without such tokens. A Post-LN encoder (FlexiBERT's default placement) has its LayerNorms on the
+residual stream itself; they are removed in the same order, without the query/key – value split.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class FakeableLayerNorm(nn.Module):
         self.eps = layer_norm.eps
         self.weight = layer_norm.weight
         self.bias = layer_norm.bias
-        self.register_buffer("std", torch.zeros(()))
+        self.register_buffer("std", torch.zeros((), device=None if self.weight is None else self.weight.device))
         self.fake = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +63,40 @@ class FakeableLayerNorm(nn.Module):
         return out
 
 
+class SplitAttentionInput(nn.Module):
+    """A Pre-LN attention's input projection with its LayerNorm inside, once for queries and keys and once for
+    values, so the two paths can lose their LayerNorm at different steps (GPT-2's ``ln_1`` qk and v)."""
+
+    def __init__(self, qkv: nn.Linear, layer_norm: nn.LayerNorm) -> None:
+        super().__init__()
+        self.qkv = qkv
+        # Two views of one LayerNorm: γ and β are shared, only the faking differs.
+        self.norm_qk = FakeableLayerNorm(layer_norm)
+        self.norm_v = FakeableLayerNorm(layer_norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        width = self.qkv.out_features // 3
+        qk = self.qkv(self.norm_qk(x))[..., : 2 * width]
+        v = self.qkv(self.norm_v(x))[..., 2 * width :]
+        return torch.cat([qk, v], dim=-1)
+
+
+def split_attention_norms(model: nn.Module) -> int:
+    """In a Pre-LN ``FlexiBERTEncoder``, move each self-attention layer's LayerNorm into its input projection as
+    a ``SplitAttentionInput`` (the same function); returns how many were split."""
+    from automl_plugins.architectures.flexibert.model import SelfAttention
+
+    if getattr(model, "placement", None) != "pre":
+        return 0
+    count = 0
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer.operation, SelfAttention) and type(layer.norm_op) is nn.LayerNorm:
+            layer.operation.qkv = SplitAttentionInput(layer.operation.qkv, layer.norm_op)
+            layer.norm_op = nn.Identity()
+            count += 1
+    return count
+
+
 def removal_order(model: nn.Module) -> list[str]:
     """The names of the model's LayerNorms in the order they are removed (see the module docstring)."""
     names = [name for name, m in model.named_modules() if isinstance(m, (nn.LayerNorm, FakeableLayerNorm))]
@@ -70,13 +106,15 @@ def removal_order(model: nn.Module) -> list[str]:
         leaf = name.rsplit(".", 1)[-1]
         if leaf.startswith("norm_ff"):
             return (0, position)
-        if leaf.startswith("norm_op"):
+        if leaf.startswith("norm_op") or leaf == "norm_qk":
             return (1, position)
-        if leaf == "embedding_norm":
+        if leaf == "norm_v":
             return (2, position)
+        if leaf == "embedding_norm":
+            return (3, position)
         if leaf == "final_norm":
-            return (4, position)
-        return (3, position)
+            return (5, position)
+        return (4, position)
 
     return sorted(names, key=rank)
 
@@ -141,6 +179,7 @@ class LayerNormRemoval:
     ) -> dict[str, Any]:
         from automl_plugins.evaluators.training import _flat, _optimizer
 
+        split_attention_norms(model)
         order = removal_order(model)
         if not order:
             return {"ln_removed": 0}
@@ -149,10 +188,11 @@ class LayerNormRemoval:
         stds = measure_input_std(model, order, train.inputs[calibration.to(train.inputs.device)], self.batch_size)
         fakes = []
         for name in order:
-            fake = FakeableLayerNorm(model.get_submodule(name))
+            fake = model.get_submodule(name)
+            if not isinstance(fake, FakeableLayerNorm):
+                fake = FakeableLayerNorm(fake)
+                _replace(model, name, fake)
             fake.std.fill_(stds[name])
-            fake.to(fake.weight.device if fake.weight is not None else train.inputs.device)
-            _replace(model, name, fake)
             fakes.append(fake)
         schedule = self.schedule(len(fakes))
         total = self.gap * (len(fakes) + 1)
