@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import automl
+from automl.costs import compute_costs
 from automl_plugins.architectures.flexibert.model import FlexiBERTEncoder
 from automl_plugins.architectures.flexibert.spec import EncoderSpec, LayerSpec
 from automl_plugins.evaluators.training import train_candidate
@@ -156,11 +157,13 @@ def test_after_training_on_a_pre_ln_encoder_removes_both_attention_paths():
         model, automl.Batch(tokens, targets), None, nn.CrossEntropyLoss(), settings
     )
     assert info["ln_removed"] == 7 and info["ln_removal_steps"] == 8
-    fakes = [m for m in model.modules() if isinstance(m, FakeableLayerNorm)]
-    assert len(fakes) == 7 and all(m.fake for m in fakes)
-    split = model.layers[0].operation.qkv
     assert (
         info["ln_removal_std"]["layers.0.operation.qkv.norm_qk"]
         == info["ln_removal_std"]["layers.0.operation.qkv.norm_v"]
     )
-    assert float(split.norm_qk.std) > 0
+    # Both paths faked with one scale: merged back into one LayerNorm and one input projection.
+    assert isinstance(model.layers[0].operation.qkv, nn.Linear)
+    fakes = [m for m in model.modules() if isinstance(m, FakeableLayerNorm)]
+    assert len(fakes) == 6 and all(m.fake and float(m.std) > 0 for m in fakes)
+    costs, reference = compute_costs(model, tokens[:1]), compute_costs(_encoder("pre"), tokens[:1])
+    assert costs["params"] == reference["params"] and costs["flops"] == reference["flops"]

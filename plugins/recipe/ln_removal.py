@@ -15,7 +15,8 @@ Details, from the author's code as continued in github.com/submarat/removing-lay
   input (``tensor.std()``), measured on training data before the fine-tuning starts, by the trained model;
 - order: the feed-forward LayerNorms first (GPT-2's ``ln_2``), block by block, then the attention ones
   (``ln_1``) on the query/key path, then on the value path (a Pre-LN self-attention layer gets its LayerNorm
-  moved into its input projection, once per path, sharing γ and β, so the paths lose it at different steps),
+  moved into its input projection, once per path, sharing γ and β, so the paths lose it at different steps;
+  once both are fake the two are merged back into one),
   then the last one (``ln_f``); one removal every ``gap`` optimizer steps; training goes on for one more gap
   after the last removal. This encoder also has an embedding LayerNorm, removed just before the final one;
   a ``peri`` placement's output norms come after the attention ones; the LayerNorm in front of a Fourier/DCT
@@ -93,6 +94,22 @@ def split_attention_norms(model: nn.Module) -> int:
         if isinstance(layer.operation, SelfAttention) and type(layer.norm_op) is nn.LayerNorm:
             layer.operation.qkv = SplitAttentionInput(layer.operation.qkv, layer.norm_op)
             layer.norm_op = nn.Identity()
+            count += 1
+    return count
+
+
+def merge_attention_norms(model: nn.Module) -> int:
+    """Undo ``split_attention_norms`` where both paths are faked with one scale (the same function again, with
+    one LayerNorm and one input projection); returns how many were merged."""
+    count = 0
+    for layer in getattr(model, "layers", []):
+        split = getattr(layer.operation, "qkv", None)
+        if not isinstance(split, SplitAttentionInput):
+            continue
+        qk, v = split.norm_qk, split.norm_v
+        if qk.fake and v.fake and torch.equal(qk.std, v.std):
+            layer.operation.qkv = split.qkv
+            layer.norm_op = qk
             count += 1
     return count
 
@@ -213,6 +230,7 @@ class LayerNormRemoval:
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
+        merge_attention_norms(model)
         return {
             "ln_removed": len(fakes),
             "ln_removal_steps": total,
