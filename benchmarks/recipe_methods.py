@@ -13,6 +13,7 @@ import argparse
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import automl
@@ -94,8 +95,7 @@ def _space(task: dict[str, Any], dims: list[dict[str, Any]]) -> automl.SearchSpa
     )
 
 
-def _cnn(seed: int, only: str | None) -> list[tuple[str, float, str]]:
-    out = []
+def _cnn(seed: int, only: str | None) -> Iterator[tuple[str, float, str]]:
     for label, dims, values in CNN_RUNS:
         if only and only not in label:
             continue
@@ -112,12 +112,10 @@ def _cnn(seed: int, only: str | None) -> list[tuple[str, float, str]]:
         extra = f"size_bits={info['costs']['size_bits']:.0f} flops={info['costs']['flops']:.0f}"
         if "ftwt_flops" in info:
             extra += f" ftwt_flops={info['ftwt_flops']:.0f} active={info['ftwt_active_fraction']:.3f}"
-        out.append((label, result.scores["val_accuracy"], f"{extra} {time.perf_counter() - start:.0f}s"))
-    return out
+        yield label, result.scores["val_accuracy"], f"{extra} {time.perf_counter() - start:.0f}s"
 
 
-def _transformer(seed: int, only: str | None) -> list[tuple[str, float, str]]:
-    out = []
+def _transformer(seed: int, only: str | None) -> Iterator[tuple[str, float, str]]:
     for label, norm, placement, removal in TRANSFORMER_RUNS:
         if only and only not in label:
             continue
@@ -137,8 +135,7 @@ def _transformer(seed: int, only: str | None) -> list[tuple[str, float, str]]:
         extra = f"val_loss={result.scores['val_loss']:.3f} params={result.info['costs']['params']:.0f}"
         if removal:
             extra += f" before_removal={result.info['val_accuracy_before_post_training']:.4f}"
-        out.append((label, result.scores["val_accuracy"], f"{extra} {time.perf_counter() - start:.0f}s"))
-    return out
+        yield label, result.scores["val_accuracy"], f"{extra} {time.perf_counter() - start:.0f}s"
 
 
 def main() -> None:
