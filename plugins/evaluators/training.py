@@ -8,6 +8,13 @@ loss is ``candidate.loss``; a data-pruning choice in ``candidate.recipe`` shrink
 ``agc_clipping`` there (the normalization-free choice) replaces the gradient-norm clip by adaptive
 gradient clipping. ``metric = "recall_at_1"`` scores the model's outputs as embeddings (metric learning)
 instead of as class logits.
+
+``candidate.recipe["training_hooks"]`` holds objects that schedule recipe steps: ``before_step(model,
+step, total_steps)`` runs before every optimizer step (steps count from 0), ``extra_loss(model)`` is added
+to the loss of every step (an auxiliary loss the model computed in its forward pass), and
+``after_training(model, train, val, criterion, settings)`` runs after the last epoch (a post-training step
+such as LayerNorm removal, or a measurement; it returns a dict for ``info``), after which the validation
+scores are measured again.
 """
 
 from __future__ import annotations
@@ -123,6 +130,10 @@ def train_candidate(
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps) if settings["schedule"] == "cosine" else None
     )
 
+    hooks = list(candidate.recipe.get("training_hooks", ()))
+    before_step = [h.before_step for h in hooks if hasattr(h, "before_step")]
+    extra_loss = [h.extra_loss for h in hooks if hasattr(h, "extra_loss")]
+    step = 0
     curve: list[float] = []
     train_loss = math.nan
     val_score = val_loss = math.nan
@@ -135,8 +146,13 @@ def train_candidate(
             index = order[first : first + batch_size]
             if len(index) < 2 and len(train) > 1:
                 continue  # a batch of one breaks batch normalization and adds nothing
+            for hook in before_step:
+                hook(model, step, total_steps)
+            step += 1
             logits = model(train.inputs[index])
             loss = criterion(*_flat(logits, train.targets[index]))
+            for hook in extra_loss:
+                loss = loss + hook(model)
             if not torch.isfinite(loss):
                 raise TrialFailed(f"training diverged: the loss is {float(loss.detach())} at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)
@@ -157,6 +173,12 @@ def train_candidate(
         if report is not None:
             report(val_score, epoch)
 
+    after = [h.after_training for h in hooks if hasattr(h, "after_training")]
+    for hook in after:
+        info.update(hook(model, train, val, criterion, settings))
+    if after:
+        info[f"val_{name}_before_post_training"] = val_score
+        val_score, val_loss = _score(model, val, criterion, settings)
     scores = {f"val_{name}": val_score, "val_loss": val_loss, "train_loss": train_loss}
     try:
         test = task.split("test").to(device)
@@ -173,6 +195,9 @@ def train_candidate(
         train_seconds=round(time.perf_counter() - start, 3),
     )
     costs = compute_costs(model, task.example_input().to(device))
+    if "ftwt_flops" in info:
+        # Dynamic channel gating (Fire Together Wire Together): the FLOPs an input costs on average.
+        costs["flops"] = float(info["ftwt_flops"])
     return EvalResult(scores=scores, info=info, reasons=reasons, costs=costs)
 
 

@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from automl import BUILD, Dimension, Option, ScopedTrial, SpaceError
-from automl_plugins.recipe import _weights
+from automl_plugins.recipe import _weights, transformer_norm
 
 NORMS = ("batch", "layer", "group", "instance", "rms", "power", "bcn", "none")
 PLACEMENTS = ("pre", "post", "peri")
+CHOICES = NORMS + transformer_norm.TRANSFORMER_NORMS
 
 
 class ChannelsLast(nn.Module):
@@ -282,8 +283,18 @@ class NormalizationDimension(Dimension):
     )
     options = {
         "norms": Option(
-            list, default=list(NORMS), item_type=str, choices=NORMS, min_items=1, help="normalizations to choose from"
+            list,
+            default=list(NORMS),
+            item_type=str,
+            choices=CHOICES,
+            min_items=1,
+            help="normalizations to choose from (also un, pre_rms, pre_crms; see transformer_norm.py)",
         ),
+        "un_window": Option(int, default=4, min=1, max=64, help="Unified Normalization: batches smoothed over"),
+        "un_warmup": Option(
+            int, default=100, min=0, max=100000, help="Unified Normalization: iterations before smoothing starts"
+        ),
+        "un_outlier_filtration": Option(bool, default=False, help="Unified Normalization: adaptive outlier filtration"),
         "groups": Option(
             list,
             default=[2, 4, 8],
@@ -325,14 +336,24 @@ class NormalizationDimension(Dimension):
 
     def validate(self, space: Any) -> None:
         _weights.require_architecture(space, self.name)
+        transformer_norm.check_transformer_norms(space, self.settings["norms"])
 
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
         kind = trial.suggest_categorical("norm", self.settings["norms"])
+        if kind in transformer_norm.REPARAMETERISED:
+            transformer_norm.apply_reparameterised(candidate, kind, trial.prefix)  # always Pre-LN, converted
+            return
         values: dict[str, Any] = {"norm": kind}
         groups = 8
         if kind in ("group", "bcn"):
             groups = values["groups"] = trial.suggest_categorical("groups", self.settings["groups"])
-        candidate.norm_layer = norm_factory(kind, groups, self.settings["power_warmup"])
+        s = self.settings
+        if kind == "un":
+            candidate.norm_layer = transformer_norm.unified_norm_factory(
+                s["un_window"], s["un_warmup"], s["un_outlier_filtration"]
+            )
+        else:
+            candidate.norm_layer = norm_factory(kind, groups, s["power_warmup"])
         architecture = candidate.architecture
         if architecture is not None and architecture.kind == "transformer":
             placement = trial.suggest_categorical("placement", self.settings["placements"])

@@ -21,11 +21,12 @@ from torch.ao.quantization import (
 )
 
 from automl import MODEL, Dimension, Option, ScopedTrial
-from automl_plugins.recipe import _weights
+from automl_plugins.recipe import _weights, lowbit
 from automl_plugins.recipe._weights import weight_layers
 
 BITS = (2, 3, 4, 6, 8, 16, 32)
 GRANULARITIES = ("per_tensor", "per_channel")
+METHODS = ("fake_quant", "dorefa")
 SCHEMES = ("symmetric", "asymmetric")
 FULL_PRECISION = 32
 
@@ -177,6 +178,26 @@ class QuantizationDimension(Dimension):
         "per_layer": Option(
             bool, default=False, help="choose bit-widths per layer (define-by-run over the model's layers)"
         ),
+        "methods": Option(
+            list,
+            default=["fake_quant"],
+            item_type=str,
+            choices=METHODS,
+            min_items=1,
+            help="fake_quant (QAT, straight-through gradients) or dorefa (low-bit gradients too; see lowbit.py)",
+        ),
+        "gradient_bits": Option(
+            list, default=[8], item_type=int, choices=BITS, min_items=1, help="DoReFa gradient bit-widths"
+        ),
+        "fp_fractions": Option(
+            list,
+            default=[0.0],
+            item_type=float,
+            min=0.0,
+            max=0.95,
+            min_items=1,
+            help="fraction of the training steps in full precision before QAT (compute-optimal QAT)",
+        ),
     }
 
     def validate(self, space: Any) -> None:
@@ -184,6 +205,11 @@ class QuantizationDimension(Dimension):
 
     def suggest(self, trial: ScopedTrial, candidate: Any) -> None:
         s = self.settings
+        # Asked only when a study lists more than the default, so earlier studies keep their candidate ids.
+        method = trial.suggest_categorical("method", s["methods"]) if s["methods"] != ["fake_quant"] else "fake_quant"
+        if method == "dorefa":
+            self._suggest_dorefa(trial, candidate)
+            return
         weight_bits: int | dict[str, int]
         activation_bits: int | dict[str, int]
         if s["per_layer"]:
@@ -202,6 +228,7 @@ class QuantizationDimension(Dimension):
             candidate.set_canonical(trial.prefix, "float")
             candidate.add_transform(trial.prefix, lambda model, _c: quantize_model(model, FULL_PRECISION))
             return
+        self._suggest_schedule(trial, candidate)
         # Granularity and scheme only matter when something is quantized (define-by-run).
         granularity = trial.suggest_categorical("granularity", s["granularities"])
         scheme = trial.suggest_categorical("scheme", s["schemes"])
@@ -210,4 +237,20 @@ class QuantizationDimension(Dimension):
             lambda model, _c: quantize_model(
                 model, weight_bits, activation_bits, granularity=granularity, scheme=scheme
             ),
+        )
+
+    def _suggest_schedule(self, trial: ScopedTrial, candidate: Any) -> None:
+        fractions = self.settings["fp_fractions"]
+        fraction = trial.suggest_categorical("fp_fraction", fractions) if fractions != [0.0] else 0.0
+        if fraction > 0:
+            candidate.recipe.setdefault("training_hooks", []).append(lowbit.QATSchedule(fraction))
+
+    def _suggest_dorefa(self, trial: ScopedTrial, candidate: Any) -> None:
+        s = self.settings
+        weight_bits = trial.suggest_categorical("weight_bits", s["weight_bits"])
+        activation_bits = trial.suggest_categorical("activation_bits", s["activation_bits"])
+        gradient_bits = trial.suggest_categorical("gradient_bits", s["gradient_bits"])
+        self._suggest_schedule(trial, candidate)
+        candidate.add_transform(
+            trial.prefix, lambda model, _c: lowbit.dorefa_model(model, weight_bits, activation_bits, gradient_bits)
         )

@@ -57,7 +57,8 @@ class SelfAttention(nn.Module):
         self.last_projections: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, h = x.shape
+        # The width comes from the heads, not the input: a Pre-CRMSNorm input is one narrower.
+        b, n, h = x.shape[0], x.shape[1], self.heads * self.head_dim
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q_plain = q
         if self.weight is not None:
@@ -91,8 +92,8 @@ class LinearTransform(nn.Module):
         self.last_projections: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, h = x.shape
         projected = self.input(x)
+        b, n, h = projected.shape
         self.last_projections = [projected] if self.record else None
         blocks = projected.view(b, n, self.heads, h // self.heads).transpose(1, 2)  # B×heads×N×d
         if self.kind == "DFT":
