@@ -117,6 +117,9 @@ class StudyRunner:
             # A resumed run must not replay the sampler's sequence from the start (a seeded random sampler
             # would propose the same candidates again): its seed moves on with the trials already made.
             study.sampler = self.space.make_sampler(self.sampler_seed + 1_000_003 * len(trials))
+        if study.metric_names != self.space.metrics:
+            # Optuna's plots, trials_dataframe() and optuna-dashboard name the objectives by these.
+            study.set_metric_names(list(self.space.metrics))
         described = self.space.describe()
         if study.user_attrs.get(SPACE_ATTR) != described:
             study.set_user_attr(SPACE_ATTR, described)
