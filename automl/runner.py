@@ -14,10 +14,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.cache import ScoreCache
 from automl.errors import AutomlError, Interrupted, TrialFailed, UsageError
-from automl.evaluation import Evaluations
+from automl.evaluation import Evaluations, candidate_costs
 from automl.evaluators import EvalContext, EvalResult, Evaluator
 from automl.heartbeat import fail_dead_trials, heartbeat
-from automl.record import TrialRecord, failure_record, pruned_record, record_candidate, record_outcome
+from automl.pruners import needs_costs
+from automl.record import (
+    TrialRecord,
+    failure_record,
+    pruned_record,
+    record_candidate,
+    record_costs,
+    record_outcome,
+)
 from automl.registry import get_registry
 from automl.space import SearchSpace
 from automl.storage import open_storage
@@ -190,6 +198,9 @@ class StudyRunner:
             candidate = self.space.sample(trial)
             candidate.seed = self.seed
             record_candidate(trial, candidate)
+            if needs_costs(self.study.pruner):
+                # Known before training: the pruner judges the trial's curve together with them.
+                record_costs(trial, candidate_costs(candidate))
             with heartbeat(trial):
                 result, cached = self.evaluations.evaluate(candidate, evaluator, context)
             record = TrialRecord.of_result(result, cached=cached, duration_s=time.perf_counter() - start)

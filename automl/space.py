@@ -48,6 +48,7 @@ PRUNERS: dict[str, str | None] = {
     "threshold": "ThresholdPruner",
     "patient": "PatientPruner",
     "wilcoxon": "WilcoxonPruner",
+    "mo_asha": "MOASHAPruner",  # automl.pruners: several objectives, costs known before training
 }
 DIRECTIONS = ("maximize", "minimize")
 SECTIONS = ("study", "task", "dimensions", "evaluator", "objectives", "strategy")
@@ -387,6 +388,8 @@ class SearchSpace:
             if self.study.pruner_options:
                 raise SpaceError("pruner_options given without a pruner", key=key, source=self.source)
             return optuna.pruners.NopPruner()
+        if self.study.pruner == "mo_asha":
+            return self._mo_asha(key)
         cls = getattr(optuna.pruners, cls_name)
         what = f"pruner {self.study.pruner!r}"
         try:
@@ -398,10 +401,25 @@ class SearchSpace:
         except (TypeError, ValueError) as err:
             raise SpaceError(f"{what} rejects its options: {err}", key=key, source=self.source) from None
 
+    def _mo_asha(self, key: str) -> optuna.pruners.BasePruner:
+        from automl.pruners import MO_ASHA_OPTIONS, MOASHAPruner
+
+        options = validate_options(MO_ASHA_OPTIONS, self.study.pruner_options, key=key)
+        scores = [m for m in self.metrics if m not in COST_METRICS]
+        if len(scores) != 1:
+            raise SpaceError(
+                f"pruner 'mo_asha' stops on the intermediate values of one score, judged together with cost "
+                f"figures known before training; the objectives have {len(scores)} scores ({', '.join(scores)})",
+                key="study.pruner",
+                source=self.source,
+                allowed=[p for p in PRUNERS if p != "mo_asha"] if not scores else None,
+            )
+        return MOASHAPruner([(o.metric, o.direction) for o in self.objectives], **options)
+
     def _pruner(self, cls: type, key: str, what: str) -> optuna.pruners.BasePruner:
         if cls is not optuna.pruners.PatientPruner:
             return cls(**self._arguments(cls, self.study.pruner_options, key, what))
-        wrappable = [p for p, c in PRUNERS.items() if c not in (None, "PatientPruner")]
+        wrappable = [p for p, c in PRUNERS.items() if c not in (None, "PatientPruner", "MOASHAPruner")]
         extra = {
             "wrapped": Option(str, default=None, choices=wrappable, help="the pruner it wraps"),
             "wrapped_options": Option(dict, default={}, help="the wrapped pruner's options"),
