@@ -45,6 +45,11 @@ COST_PREFIX = "cost."
 INTERMEDIATE_ATTR = "intermediate"
 
 
+def is_record_attr(name: str) -> bool:
+    """Whether a trial's user attribute is part of automl's record (the rest are a runner's own extras)."""
+    return name in RECORD_ATTRS or name == INTERMEDIATE_ATTR or name.startswith((SCORE_PREFIX, COST_PREFIX))
+
+
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
@@ -154,7 +159,7 @@ class TrialRecord:
                 arch_key=candidate.get("arch_key"),
             ),
             scores={k: _number(v) for k, v in (result.get("scores") or {}).items()},
-            costs={k: _number(v) for k, v in (result.get("costs") or {}).items()},
+            costs=_costs(result, attrs),
             info=dict(result.get("info") or {}),
             reasons=dict(result.get("reasons") or {}),
             duration_s=duration,
@@ -163,6 +168,15 @@ class TrialRecord:
             failure=attrs.get(FAILURE_ATTR) or trial.system_attrs.get("fail_reason"),
             version=int(result.get("version", 1)),
         )
+
+
+def _costs(result: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, float]:
+    # A trial pruned before its result had costs keeps those recorded when it started (cost.<name>).
+    costs = {k: _number(v) for k, v in (result.get("costs") or {}).items()}
+    for key, value in attrs.items():
+        if key.startswith(COST_PREFIX) and key[len(COST_PREFIX) :] not in costs:
+            costs[key[len(COST_PREFIX) :]] = _number(value)
+    return costs
 
 
 # -- the one writer ------------------------------------------------------------------------------------

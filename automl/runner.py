@@ -6,6 +6,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -127,7 +128,10 @@ class StudyRunner:
             study.sampler = self.space.make_sampler(self.sampler_seed + 1_000_003 * len(trials))
         if study.metric_names != self.space.metrics:
             # Optuna's plots, trials_dataframe() and optuna-dashboard name the objectives by these.
-            study.set_metric_names(list(self.space.metrics))
+            with warnings.catch_warnings():
+                # Optuna marks it experimental; naming the objectives is automl's choice, not the user's.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(self.space.metrics))
         described = self.space.describe()
         if study.user_attrs.get(SPACE_ATTR) != described:
             study.set_user_attr(SPACE_ATTR, described)
