@@ -90,8 +90,8 @@ class EvalContext:
     ``report(value, step)`` forwards an intermediate value to the trial and raises
     ``optuna.TrialPruned`` when the study's pruner says stop. Optuna's pruners take one objective (in a
     multi-objective study the value is only recorded); ``mo_asha`` (``automl.pruners``) takes several:
-    the value also goes to the trial's ``intermediate`` attribute and the pruner decides from the record. Other runners (Ray
-    Tune) pass their own context with the same two methods. ``space`` is the search space the candidate
+    the value also goes to the trial's ``intermediate`` attribute and the pruner decides from the record.
+    Other runners (Ray Tune) pass their own context with the same two methods. ``space`` is the search space the candidate
     came from, when there is one (an evaluator that ranks a candidate within a pool samples it).
     """
 
