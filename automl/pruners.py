@@ -68,7 +68,8 @@ def nondominated_fronts(points: Sequence[Sequence[float]]) -> list[list[int]]:
     while remaining:
         front = [i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)]
         fronts.append(front)
-        remaining = [i for i in remaining if i not in front]
+        taken = set(front)
+        remaining = [i for i in remaining if i not in taken]
     return fronts
 
 
