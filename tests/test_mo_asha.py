@@ -168,3 +168,15 @@ def test_a_two_objective_training_search_prunes_dominated_trials(storage):
         else:
             assert len(record.curve) == 3
             assert trial.values == [trial.user_attrs["score.val_accuracy"], trial.user_attrs["cost.size_bits"]]
+
+
+def test_a_short_two_objective_search_prunes_through_the_runner(storage):
+    data = _two_objective_training(3)
+    data["study"]["pruner_options"] = {"reduction_factor": 2, "max_resource": 2}
+    data["evaluator"].update(epochs=2, max_train_samples=32)
+    study = automl.search(data, storage=storage, cache=False)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned and len(pruned) < 3
+    for trial in pruned:
+        record = TrialRecord.read(trial)
+        assert record.curve == [trial.user_attrs["intermediate"][0][1]] and record.costs["size_bits"] > 0
