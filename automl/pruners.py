@@ -29,7 +29,8 @@ import optuna
 from optuna.trial import TrialState
 
 from automl.costs import COST_METRICS
-from automl.options import Option
+from automl.errors import SpaceError
+from automl.options import Option, validate_options
 from automl.record import COST_PREFIX, INTERMEDIATE_ATTR
 
 if TYPE_CHECKING:
@@ -248,3 +249,25 @@ class MOASHAPruner(optuna.pruners.BasePruner):
 def needs_costs(pruner: optuna.pruners.BasePruner) -> bool:
     """Whether a trial's cost figures must be recorded when it starts (``cost.<name>``) for ``pruner``."""
     return isinstance(pruner, MOASHAPruner) and bool(pruner.cost_metrics)
+
+
+def mo_asha_from_options(
+    objectives: Sequence[tuple[str, str]], raw: Mapping[str, object], *, key: str, what: str, objectives_key: str
+) -> MOASHAPruner:
+    """The pruner for a file's options ``raw`` (at ``key``); ``SpaceError`` naming the key when they do not fit.
+
+    ``what`` names the setting in messages (``pruner 'mo_asha'``); ``objectives_key`` is where an error
+    about the objectives points (the setting that chose MO-ASHA).
+    """
+    options = validate_options(MO_ASHA_OPTIONS, raw, key=key)
+    if options["rungs"] and "min_resource" in raw:
+        raise SpaceError("give either rungs or min_resource, not both", key=f"{key}.rungs")
+    scores = [m for m, _ in objectives if m not in COST_METRICS]
+    if len(scores) != 1:
+        raise SpaceError(
+            f"{what} stops on the intermediate values of one score, judged together with cost figures "
+            f"({', '.join(COST_METRICS)}) known before training; the objectives have {len(scores)} scores"
+            + (f" ({', '.join(scores)})" if scores else ""),
+            key=objectives_key,
+        )
+    return MOASHAPruner(objectives, **options)

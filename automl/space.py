@@ -388,11 +388,11 @@ class SearchSpace:
             if self.study.pruner_options:
                 raise SpaceError("pruner_options given without a pruner", key=key, source=self.source)
             return optuna.pruners.NopPruner()
-        if self.study.pruner == "mo_asha":
-            return self._mo_asha(key)
-        cls = getattr(optuna.pruners, cls_name)
         what = f"pruner {self.study.pruner!r}"
         try:
+            if self.study.pruner == "mo_asha":
+                return self._mo_asha(key)
+            cls = getattr(optuna.pruners, cls_name)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return self._pruner(cls, key, what)
@@ -402,19 +402,15 @@ class SearchSpace:
             raise SpaceError(f"{what} rejects its options: {err}", key=key, source=self.source) from None
 
     def _mo_asha(self, key: str) -> optuna.pruners.BasePruner:
-        from automl.pruners import MO_ASHA_OPTIONS, MOASHAPruner
+        from automl.pruners import mo_asha_from_options
 
-        options = validate_options(MO_ASHA_OPTIONS, self.study.pruner_options, key=key)
-        scores = [m for m in self.metrics if m not in COST_METRICS]
-        if len(scores) != 1:
-            raise SpaceError(
-                f"pruner 'mo_asha' stops on the intermediate values of one score, judged together with cost "
-                f"figures known before training; the objectives have {len(scores)} scores ({', '.join(scores)})",
-                key="study.pruner",
-                source=self.source,
-                allowed=[p for p in PRUNERS if p != "mo_asha"] if not scores else None,
-            )
-        return MOASHAPruner([(o.metric, o.direction) for o in self.objectives], **options)
+        return mo_asha_from_options(
+            [(o.metric, o.direction) for o in self.objectives],
+            self.study.pruner_options,
+            key=key,
+            what="pruner 'mo_asha'",
+            objectives_key="study.pruner",
+        )
 
     def _pruner(self, cls: type, key: str, what: str) -> optuna.pruners.BasePruner:
         if cls is not optuna.pruners.PatientPruner:

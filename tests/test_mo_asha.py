@@ -123,6 +123,10 @@ def test_mo_asha_options_and_objectives_are_validated(nb201_space_dict):
         space({"min_resource": 10**10}, two)
     with pytest.raises(automl.SpaceError, match="unknown key 'grace'"):
         space({"grace": 1}, two)
+    with pytest.raises(automl.SpaceError, match="either rungs or min_resource") as err:
+        space({"rungs": [1, 2], "min_resource": 1}, two)
+    assert err.value.key == "study.pruner_options.rungs" and err.value.source == "<space>"
+    assert space({"rungs": [2, 1]}, two).make_pruner().rungs == [1, 2]
     with pytest.raises(automl.SpaceError, match="2 scores") as err:
         space({}, [{"metric": "val_accuracy"}, {"metric": "val_loss", "direction": "minimize"}])
     assert err.value.key == "study.pruner"

@@ -115,21 +115,12 @@ def make_scheduler(
 
 
 def _mo_asha_scheduler(options: Mapping[str, Any], space: SearchSpace | None, key: str) -> Any:
-    from automl.costs import COST_METRICS
-    from automl.options import validate_options
-    from automl.pruners import MO_ASHA_OPTIONS, MOASHAPruner
+    from automl.pruners import mo_asha_from_options
     from automl_plugins.ray_tune.scheduler import MOASHAScheduler
 
-    settings = validate_options(MO_ASHA_OPTIONS, options, key=key)
     objectives = [(o.metric, o.direction) for o in space.objectives] if space is not None else []
-    scores = [m for m, _ in objectives if m not in COST_METRICS]
-    if len(scores) != 1:
-        raise SpaceError(
-            f"scheduler 'mo_asha' stops on the intermediate values of one score, judged together with cost "
-            f"figures; the objectives have {len(scores)} scores ({', '.join(scores)})",
-            key="scheduler",
-        )
-    return MOASHAScheduler(MOASHAPruner(objectives, **settings))
+    pruner = mo_asha_from_options(objectives, options, key=key, what="scheduler 'mo_asha'", objectives_key="scheduler")
+    return MOASHAScheduler(pruner)
 
 
 class RayTuneStrategy(Strategy):
