@@ -88,9 +88,10 @@ class EvalContext:
     """What an evaluator may use besides the candidate: the trial (for intermediate values), seed, device.
 
     ``report(value, step)`` forwards an intermediate value to the trial and raises
-    ``optuna.TrialPruned`` when the study's pruner says stop (single-objective studies only: Optuna's
-    pruners do not take several objectives, so there the value is only recorded). Other runners (Ray
-    Tune) pass their own context with the same two methods. ``space`` is the search space the candidate
+    ``optuna.TrialPruned`` when the study's pruner says stop. Optuna's pruners take one objective (in a
+    multi-objective study the value is only recorded); ``mo_asha`` (``automl.pruners``) takes several:
+    the value also goes to the trial's ``intermediate`` attribute and the pruner decides from the record.
+    Other runners (Ray Tune) pass their own context with the same two methods. ``space`` is the search space the candidate
     came from, when there is one (an evaluator that ranks a candidate within a pool samples it).
     """
 
@@ -109,6 +110,7 @@ class EvalContext:
         self.device = torch.device(device) if device is not None else default_device()
         self.space = space
         self.curve: list[float] = []
+        self._steps: list[tuple[int, float]] = []
 
     def report(self, value: float, step: int) -> None:
         import optuna
@@ -116,7 +118,20 @@ class EvalContext:
         self.curve.append(float(value))
         if self.trial is None or not isinstance(self.trial, optuna.Trial):
             return
-        if len(self.trial.study.directions) > 1:
+        single = len(self.trial.study.directions) == 1
+        if _reads_records(self.trial.study.pruner):
+            # MO-ASHA reads every trial's values at a rung from the record, for any number of objectives.
+            from automl.record import record_intermediate
+
+            self._steps.append((int(step), float(value)))
+            record_intermediate(self.trial, self._steps)
+            if single:
+                self.trial.report(float(value), step)
+            reason = self.trial.study.pruner.decide(self.trial.study, self.trial.number)
+            if reason is not None:
+                raise optuna.TrialPruned(reason)
+            return
+        if not single:
             return  # Optuna's pruners rank one objective: multi-objective trials keep only the curve
         self.trial.report(float(value), step)
         if self.trial.should_prune():
@@ -128,6 +143,12 @@ class EvalContext:
 
         if isinstance(self.trial, optuna.Trial):
             self.trial.set_user_attr(f"info.{key}", value)
+
+
+def _reads_records(pruner: Any) -> bool:
+    from automl.pruners import MOASHAPruner
+
+    return isinstance(pruner, MOASHAPruner)
 
 
 class Evaluator(Configurable):

@@ -10,6 +10,13 @@ three Optuna user attributes, so plain Optuna tools see it too:
   ``"pruned"`` (the reason) for a pruned trial;
 - ``failure``: the reason, for a failed trial.
 
+Beside them, every score and cost figure is also a flat number of its own, ``score.<name>`` and
+``cost.<name>`` (``None`` for NaN), so tools that sort and filter user attributes (optuna-dashboard,
+``study.trials_dataframe()``) see them; readers keep using the ``result`` attribute. A pruner that
+needs them (``mo_asha``) finds the cost figures as ``cost.<name>`` from the trial's start, and its
+intermediate values as ``[step, value]`` pairs in ``intermediate``. Studies written before these
+attributes existed read the same.
+
 Version 1 (records written before the version field existed) has the same keys; ``read`` accepts both.
 """
 
@@ -33,6 +40,14 @@ CANDIDATE_ATTR = "candidate"
 RESULT_ATTR = "result"
 FAILURE_ATTR = "failure"
 RECORD_ATTRS = (CANDIDATE_ATTR, RESULT_ATTR, FAILURE_ATTR)
+SCORE_PREFIX = "score."
+COST_PREFIX = "cost."
+INTERMEDIATE_ATTR = "intermediate"
+
+
+def is_record_attr(name: str) -> bool:
+    """Whether a trial's user attribute is part of automl's record (the rest are a runner's own extras)."""
+    return name in RECORD_ATTRS or name == INTERMEDIATE_ATTR or name.startswith((SCORE_PREFIX, COST_PREFIX))
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,7 +159,7 @@ class TrialRecord:
                 arch_key=candidate.get("arch_key"),
             ),
             scores={k: _number(v) for k, v in (result.get("scores") or {}).items()},
-            costs={k: _number(v) for k, v in (result.get("costs") or {}).items()},
+            costs=_costs(result, attrs),
             info=dict(result.get("info") or {}),
             reasons=dict(result.get("reasons") or {}),
             duration_s=duration,
@@ -155,6 +170,15 @@ class TrialRecord:
         )
 
 
+def _costs(result: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, float]:
+    # A trial pruned before its result had costs keeps those recorded when it started (cost.<name>).
+    costs = {k: _number(v) for k, v in (result.get("costs") or {}).items()}
+    for key, value in attrs.items():
+        if key.startswith(COST_PREFIX) and key[len(COST_PREFIX) :] not in costs:
+            costs[key[len(COST_PREFIX) :]] = _number(value)
+    return costs
+
+
 # -- the one writer ------------------------------------------------------------------------------------
 def record_candidate(trial: optuna.Trial, candidate: Candidate) -> None:
     """Record who the trial evaluates, as soon as the candidate is sampled (the dashboard shows it live)."""
@@ -162,11 +186,51 @@ def record_candidate(trial: optuna.Trial, candidate: Candidate) -> None:
 
 
 def record_outcome(trial: optuna.Trial, record: TrialRecord) -> None:
-    """Store ``record`` on the running ``trial`` (its result and, for a failed trial, the reason)."""
+    """Store ``record`` on the running ``trial`` (its result and, for a failed trial, the reason).
+
+    The scores and cost figures also go to flat ``score.<name>`` / ``cost.<name>`` attributes; one
+    already stored with the same value (costs recorded when the trial started) is not written again.
+    """
     if record.scores or record.costs or record.info or record.pruned is not None or record.failure is None:
         trial.set_user_attr(RESULT_ATTR, record.result_attr())
     if record.failure is not None:
         trial.set_user_attr(FAILURE_ATTR, record.failure)
+    _set_flat(trial, flat_attrs(record.scores, record.costs))
+
+
+def record_costs(trial: optuna.Trial, costs: Mapping[str, float]) -> None:
+    """Record a candidate's cost figures as ``cost.<name>`` when its trial starts (before training)."""
+    _set_flat(trial, flat_attrs({}, costs))
+
+
+def record_intermediate(trial: optuna.Trial, pairs: list[tuple[int, float]]) -> None:
+    """Record the intermediate values so far as ``[step, value]`` pairs (``intermediate``).
+
+    Optuna stores intermediate values for single-objective studies only; this attribute holds them for
+    any study, so a multi-objective pruner can read every trial's values at a rung.
+    """
+    trial.set_user_attr(INTERMEDIATE_ATTR, [[int(s), None if math.isnan(v) else float(v)] for s, v in pairs])
+
+
+def flat_attrs(scores: Mapping[str, float], costs: Mapping[str, float]) -> dict[str, float | int | None]:
+    """``score.<name>`` and ``cost.<name>`` numbers (NaN as ``None``, whole cost figures as integers)."""
+    out: dict[str, float | int | None] = {}
+    for prefix, values in ((SCORE_PREFIX, scores), (COST_PREFIX, costs)):
+        for name, value in values.items():
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                out[prefix + name] = None
+            elif prefix == COST_PREFIX and float(value).is_integer() and abs(value) < 2**53:
+                out[prefix + name] = int(value)
+            else:
+                out[prefix + name] = float(value)
+    return out
+
+
+def _set_flat(trial: optuna.Trial, values: Mapping[str, Any]) -> None:
+    stored = trial.user_attrs
+    for key, value in values.items():
+        if key not in stored or stored[key] != value:
+            trial.set_user_attr(key, value)
 
 
 def failure_record(reason: str, *, curve: list[float] | None = None, duration_s: float | None = None) -> TrialRecord:

@@ -12,7 +12,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.record import RECORD_ATTRS, RESULT_ATTR, TrialRecord
+from automl.record import RESULT_ATTR, TrialRecord, is_record_attr
 from automl.sqlite_reader import StudyCounts, read_sqlite_counts, read_sqlite_trials, sqlite_url
 from automl.storage import open_storage
 
@@ -43,7 +43,7 @@ def trial_record(trial: FrozenTrial, metrics: Iterable[str] = ()) -> dict[str, A
             # The learning curve and other structured details: one JSON text, so a CSV cell holds it too.
             record[f"info.{name}"] = json.dumps(value, default=str)
     for name, value in trial.user_attrs.items():
-        if name not in RECORD_ATTRS and isinstance(value, (int, float, str, bool)):
+        if not is_record_attr(name) and isinstance(value, (int, float, str, bool)):
             record[f"attr.{name}"] = value
     record["cached"] = stored.cached if RESULT_ATTR in trial.user_attrs else None
     record["duration_s"] = stored.duration_s

@@ -6,6 +6,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +15,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.cache import ScoreCache
 from automl.errors import AutomlError, Interrupted, TrialFailed, UsageError
-from automl.evaluation import Evaluations
+from automl.evaluation import Evaluations, candidate_costs
 from automl.evaluators import EvalContext, EvalResult, Evaluator
 from automl.heartbeat import fail_dead_trials, heartbeat
-from automl.record import TrialRecord, failure_record, pruned_record, record_candidate, record_outcome
+from automl.pruners import needs_costs
+from automl.record import (
+    TrialRecord,
+    failure_record,
+    pruned_record,
+    record_candidate,
+    record_costs,
+    record_outcome,
+)
 from automl.registry import get_registry
 from automl.space import SearchSpace
 from automl.storage import open_storage
@@ -119,6 +128,12 @@ class StudyRunner:
             # A resumed run must not replay the sampler's sequence from the start (a seeded random sampler
             # would propose the same candidates again): its seed moves on with the trials already made.
             study.sampler = self.space.make_sampler(self.sampler_seed + 1_000_003 * len(trials))
+        if study.metric_names != self.space.metrics:
+            # Optuna's plots, trials_dataframe() and optuna-dashboard name the objectives by these.
+            with warnings.catch_warnings():
+                # Optuna marks it experimental; naming the objectives is automl's choice, not the user's.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(self.space.metrics))
         described = self.space.describe()
         if study.user_attrs.get(SPACE_ATTR) != described:
             study.set_user_attr(SPACE_ATTR, described)
@@ -189,6 +204,9 @@ class StudyRunner:
             candidate = self.space.sample(trial)
             candidate.seed = self.seed
             record_candidate(trial, candidate)
+            if needs_costs(self.study.pruner):
+                # Known before training: the pruner judges the trial's curve together with them.
+                record_costs(trial, candidate_costs(candidate))
             # The space's limits bound its own evaluator (a strategy's oracle runs as it is).
             limits = self.space.limits if evaluator is self.space.evaluator else None
             with heartbeat(trial):

@@ -49,6 +49,7 @@ PRUNERS: dict[str, str | None] = {
     "threshold": "ThresholdPruner",
     "patient": "PatientPruner",
     "wilcoxon": "WilcoxonPruner",
+    "mo_asha": "MOASHAPruner",  # automl.pruners: several objectives, costs known before training
 }
 DIRECTIONS = ("maximize", "minimize")
 SECTIONS = ("study", "task", "dimensions", "evaluator", "objectives", "strategy")
@@ -393,9 +394,11 @@ class SearchSpace:
             if self.study.pruner_options:
                 raise SpaceError("pruner_options given without a pruner", key=key, source=self.source)
             return optuna.pruners.NopPruner()
-        cls = getattr(optuna.pruners, cls_name)
         what = f"pruner {self.study.pruner!r}"
         try:
+            if self.study.pruner == "mo_asha":
+                return self._mo_asha(key)
+            cls = getattr(optuna.pruners, cls_name)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return self._pruner(cls, key, what)
@@ -404,10 +407,21 @@ class SearchSpace:
         except (TypeError, ValueError) as err:
             raise SpaceError(f"{what} rejects its options: {err}", key=key, source=self.source) from None
 
+    def _mo_asha(self, key: str) -> optuna.pruners.BasePruner:
+        from automl.pruners import mo_asha_from_options
+
+        return mo_asha_from_options(
+            [(o.metric, o.direction) for o in self.objectives],
+            self.study.pruner_options,
+            key=key,
+            what="pruner 'mo_asha'",
+            objectives_key="study.pruner",
+        )
+
     def _pruner(self, cls: type, key: str, what: str) -> optuna.pruners.BasePruner:
         if cls is not optuna.pruners.PatientPruner:
             return cls(**self._arguments(cls, self.study.pruner_options, key, what))
-        wrappable = [p for p, c in PRUNERS.items() if c not in (None, "PatientPruner")]
+        wrappable = [p for p, c in PRUNERS.items() if c not in (None, "PatientPruner", "MOASHAPruner")]
         extra = {
             "wrapped": Option(str, default=None, choices=wrappable, help="the pruner it wraps"),
             "wrapped_options": Option(dict, default={}, help="the wrapped pruner's options"),

@@ -3,9 +3,10 @@
 Both loops sample the six NAS-Bench-201 edges (six categorical parameters) and a learning rate (so no two
 candidates are the same and the score cache never hits), then "evaluate" by sleeping ``--eval-ms``
 milliseconds. automl's loop adds what it does for every trial: the define-by-run space, the
-candidate id, the score-cache look-up and write, the recorded user attributes and the observer hook. The
-evaluator hands in its own (empty) cost figures so no model is built: the table measures the framework,
-not the network. Both loops use the same storage object, as automl opens it (SQLite in WAL mode without a
+candidate id, the score-cache look-up and write, the recorded user attributes (the record and its flat
+``score.*`` / ``cost.*`` numbers) and the observer hook. The evaluator returns what a training trial
+records (four scores, three cost figures, stand-in values) so no model is built: the table measures the
+framework, not the network. Both loops use the same storage object, as automl opens it (SQLite in WAL mode without a
 sync per commit); one more row shows plain Optuna on SQLite with its default settings. Target: extra cost
 per trial under 10% of a 100 ms evaluation.
 
@@ -34,13 +35,16 @@ class SleepEvaluator(Evaluator):
     options = {"ms": Option(float, default=100.0)}
 
     def metrics(self):
-        return ["score"]
+        return ["score", "val_loss", "train_loss", "test_accuracy"]
 
     def evaluate(self, candidate, context):
         time.sleep(self.settings["ms"] / 1000)
-        # A stand-in cost figure, so the core computes none: this measures the framework, not the model.
+        # The shape of a training trial's result (four scores, three cost figures), with stand-in values so
+        # the core computes no cost: this measures the framework and the record it writes, not the model.
+        score = float(sum(op == "nor_conv_3x3" for op in candidate.architecture.ops))
         return EvalResult(
-            {"score": float(sum(op == "nor_conv_3x3" for op in candidate.architecture.ops))}, costs={"params": 0.0}
+            {"score": score, "val_loss": 1.0, "train_loss": 1.0, "test_accuracy": 0.5},
+            costs={"params": 1000.0, "flops": 20000.0, "size_bits": 32000.0},
         )
 
 
@@ -89,7 +93,7 @@ def framework(storage, trials: int, ms: float, cache: Path) -> float:
         }
     )
     runner = automl.StudyRunner(space, storage=storage, cache=str(cache))
-    runner.data_fingerprint()  # the task's data is loaded once per search, not per trial
+    runner.evaluations.fingerprint()  # the task's data is loaded once per search, not per trial
     start = time.perf_counter()
     runner.run(trials)
     return (time.perf_counter() - start) / trials

@@ -273,4 +273,9 @@ def test_every_declared_number_has_an_upper_bound():
                 numeric = option.type in (int, float) or option.item_type in (int, float)
                 if numeric and option.choices is None and option.max is None:
                     unbounded.append(f"{kind}.{name}.{option_name}")
+    from automl.pruners import MO_ASHA_OPTIONS
+
+    for option_name, option in MO_ASHA_OPTIONS.items():
+        if (option.type in (int, float) or option.item_type in (int, float)) and option.max is None:
+            unbounded.append(f"pruner.mo_asha.{option_name}")
     assert unbounded == []

@@ -329,3 +329,86 @@ def test_invalid_strategy_tables_name_the_key(strategy, key):
     with pytest.raises(SpaceError) as err:
         SearchSpace.from_dict(space_dict(strategy))
     assert err.value.key == key, str(err.value)
+
+
+# -- MO-ASHA through Ray Tune: the scheduler asks the searcher, which judges from the study ------------------
+MO_ASHA = {
+    **ASHA,
+    "scheduler": "mo_asha",
+    "scheduler_options": {"reduction_factor": 2, "max_resource": EPOCHS},
+}
+ACCURACY_AND_PARAMS = [
+    {"metric": "val_accuracy", "direction": "maximize"},
+    {"metric": "params", "direction": "minimize"},
+]
+
+
+def test_the_mo_asha_scheduler_stops_a_dominated_trial_at_a_rung(storage):
+    from automl_plugins.ray_tune.searcher import StudySearcher
+    from automl_plugins.ray_tune.strategy import make_scheduler
+
+    data = space_dict(MO_ASHA, n_trials=3)
+    data["objectives"] = ACCURACY_AND_PARAMS
+    space = SearchSpace.from_dict(data)
+    runner = StudyRunner(space, storage=storage, cache=False)
+    scheduler = make_scheduler("mo_asha", MO_ASHA["scheduler_options"], "max", space=space)
+    assert scheduler.pruner.rungs == [1, 2]
+    searcher = StudySearcher(
+        runner, n_trials=3, evaluator=space.evaluator, scheduler_name="mo_asha", pruner=scheduler.pruner
+    )
+    scheduler.searcher = searcher
+    for trial_id, params in zip("abc", (100, 200, 50)):
+        searcher.suggest(trial_id)
+        opened = searcher.open[trial_id].trial
+        assert opened.user_attrs["cost.params"] > 0  # recorded on the driver when the trial starts
+        opened.set_user_attr("cost.params", params)  # made-up sizes, for a decision computed by hand
+
+    def result(trial_id, step, value):
+        return scheduler.on_trial_result(None, SimpleNamespace(trial_id=trial_id), {VALUE: value, STEP: step})
+
+    assert result("a", 1, 0.5) == "CONTINUE"  # the first at rung 1
+    assert result("b", 1, 0.4) == "STOP"  # dominated by a (less accurate, larger): 2nd of 2, 1 continues
+    searcher.on_trial_complete("b", {VALUE: 0.4, STEP: 1, ITERATION: 1})
+    assert result("c", 1, 0.6) == "CONTINUE"  # dominates a: first of 3
+    assert result("a", 2, 0.55) == "CONTINUE"  # the first at rung 2
+    assert result("a", 2, 0.55) == "CONTINUE"  # the same step again: judged once
+    b = runner.study.trials[1]
+    assert b.state == TrialState.PRUNED and b.values is None
+    assert b.user_attrs["result"]["pruned"] == (
+        "stopped by mo_asha at rung 1 (step 1): ranked 2 of 2 by non-dominated sorting, 1 continue"
+    )
+    assert b.user_attrs["result"]["info"]["curve"] == [0.4] and b.user_attrs["intermediate"] == [[1, 0.4]]
+    assert runner.study.trials[0].user_attrs["intermediate"] == [[1, 0.5], [2, 0.55]]
+
+
+def test_the_mo_asha_scheduler_needs_one_score_beside_cost_figures():
+    data = space_dict(MO_ASHA)
+    data["objectives"] = [{"metric": "val_accuracy"}, {"metric": "val_loss", "direction": "minimize"}]
+    with pytest.raises(SpaceError) as err:
+        SearchSpace.from_dict(data)
+    assert err.value.key == "strategy.scheduler", str(err.value)
+    data["strategy"]["scheduler_options"] = {"reduction_factor": 1}
+    data["objectives"] = ACCURACY_AND_PARAMS
+    with pytest.raises(SpaceError, match="reduction_factor: 1 is below the minimum 2"):
+        SearchSpace.from_dict(data)
+
+
+@pytest.mark.slow
+def test_a_ray_search_with_mo_asha_prunes_and_records_like_a_local_one(ray_cluster, storage):
+    data = space_dict(MO_ASHA, n_trials=6, name="ray-mo-asha")
+    data["objectives"] = [{"metric": "val_accuracy"}, {"metric": "size_bits", "direction": "minimize"}]
+    data["dimensions"].append({"name": "quantization", "weight_bits": [2, 4, 8, 32], "activation_bits": [32]})
+    runner = StudyRunner(SearchSpace.from_dict(data), storage=storage, cache=False)
+    runner.run()
+    trials = runner.study.get_trials()
+    states = [t.state for t in trials]
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, [t.user_attrs.get("failure") for t in trials]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    for trial in trials:
+        steps = [s for s, _ in trial.user_attrs["intermediate"]]
+        assert trial.user_attrs["cost.size_bits"] > 0
+        assert [v for _, v in trial.user_attrs["intermediate"]] == trial.user_attrs["result"]["info"]["curve"]
+        if trial.state == TrialState.PRUNED:
+            assert trial.user_attrs["result"]["pruned"].startswith(f"stopped by mo_asha at rung {steps[-1]}")
+        else:
+            assert steps == [1, 2, 3] and trial.values[1] == trial.user_attrs["cost.size_bits"]

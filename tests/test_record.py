@@ -139,3 +139,35 @@ def test_importing_automl_and_reading_studies_does_not_load_torch(old_study):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_objectives_are_named_and_scores_are_flat_sortable_attributes(storage):
+    space = automl.SearchSpace.from_dict(V1_SPACE)
+    study = automl.search(space, storage=storage, n_trials=2, cache=False)
+    assert study.metric_names == ["synflow", "size_bits"]
+    frame = study.trials_dataframe(multi_index=True)
+    assert list(frame["values"].keys()) == ["synflow", "size_bits"]
+    for trial in study.trials:
+        record = TrialRecord.read(trial)
+        assert trial.user_attrs["score.synflow"] == record.scores["synflow"] == trial.values[0]
+        assert trial.user_attrs["cost.size_bits"] == record.costs["size_bits"] == trial.values[1]
+        assert isinstance(trial.user_attrs["cost.params"], int)  # a count stays an integer
+    # Reopening a study whose names are already set writes nothing new; a study without them gets them.
+    assert automl.StudyRunner(space, storage=storage, cache=False).study.metric_names == ["synflow", "size_bits"]
+
+
+def test_a_study_written_before_metric_names_gets_them_when_resumed(old_study):
+    assert optuna.load_study(study_name="before-record-v2", storage=old_study).metric_names is None
+    runner = automl.StudyRunner(automl.SearchSpace.from_dict(V1_SPACE), storage=old_study, cache=False)
+    assert runner.study.metric_names == ["synflow", "size_bits"]
+    old = runner.study.trials[0]
+    assert not any(key.startswith(("score.", "cost.")) for key in old.user_attrs)  # old trials stay as written
+    assert TrialRecord.read(old).scores["synflow"] == old.values[0]
+
+
+def test_nan_scores_are_none_in_the_flat_attributes():
+    from automl.record import flat_attrs
+
+    flat = flat_attrs({"a": math.nan, "b": 0.5}, {"params": 12.0, "flops": 1.5})
+    assert flat == {"score.a": None, "score.b": 0.5, "cost.params": 12, "cost.flops": 1.5}
+    assert json.loads(json.dumps(flat)) == flat

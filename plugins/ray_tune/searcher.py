@@ -6,7 +6,7 @@ Optuna trial. Intermediate values are reported to the Optuna trial as they arriv
 told with the right state:
 
 - the trainable finished: COMPLETE with the objective values (FAIL if an objective is missing or NaN);
-- the scheduler stopped the trial: PRUNED, valued at its last intermediate value;
+- the scheduler stopped the trial: PRUNED, valued at its last intermediate value (single objective);
 - the evaluator raised, or the Ray worker died: FAIL with the reason in the ``failure`` attribute.
 """
 
@@ -27,8 +27,18 @@ from ray.tune.search import Searcher
 
 from automl.candidate import Candidate
 from automl.errors import TrialFailed
+from automl.evaluation import candidate_costs
 from automl.evaluators import EvalResult, Evaluator
-from automl.record import TrialRecord, failure_record, pruned_record, record_candidate, record_outcome
+from automl.pruners import MOASHAPruner, needs_costs
+from automl.record import (
+    TrialRecord,
+    failure_record,
+    pruned_record,
+    record_candidate,
+    record_costs,
+    record_intermediate,
+    record_outcome,
+)
 from automl.runner import failure_reason
 from automl_plugins.ray_tune.worker import ATTRS, FINAL, PAYLOAD, STEP, VALUE
 
@@ -54,6 +64,8 @@ class _OpenTrial:
     curve: list[float] = field(default_factory=list)
     seen_steps: set[int] = field(default_factory=set)
     last_step: int | None = None
+    steps: list[tuple[int, float]] = field(default_factory=list)
+    stop_reason: str | None = None
 
 
 class StudySearcher(Searcher):
@@ -61,7 +73,9 @@ class StudySearcher(Searcher):
 
     ``n_trials`` trials are asked at most (a score-cache hit is recorded at once and counts); with
     ``planned`` the candidates are those, in order, instead of the sampler's. ``attrs`` are set on every
-    trial. ``scheduler_name`` names what stopped a pruned trial.
+    trial. ``scheduler_name`` names what stopped a pruned trial. With ``pruner`` (MO-ASHA, asked by the
+    ``mo_asha`` scheduler through ``rung_decision``) each trial's cost figures are recorded when it starts
+    and its intermediate values as they arrive, as the local runner records them.
     """
 
     def __init__(
@@ -75,6 +89,7 @@ class StudySearcher(Searcher):
         attrs: Mapping[str, Any] | None = None,
         scheduler_name: str = "the scheduler",
         device: str | None = None,
+        pruner: MOASHAPruner | None = None,
     ) -> None:
         super().__init__()
         self.context = context
@@ -86,6 +101,7 @@ class StudySearcher(Searcher):
         self.attrs = dict(attrs or {})
         self.scheduler_name = scheduler_name
         self.device = device
+        self.pruner = pruner
         self.asked = 0
         self.finished: list[FrozenTrial] = []
         self.open: dict[str, _OpenTrial] = {}
@@ -111,6 +127,8 @@ class StudySearcher(Searcher):
                 candidate = self.context.space.sample(trial)
                 candidate.seed = self.context.seed
                 record_candidate(trial, candidate)
+                if self.pruner is not None and needs_costs(self.pruner):
+                    record_costs(trial, candidate_costs(candidate))
             except Exception as err:  # noqa: BLE001 - a dimension failing fails this trial only
                 self._fail(trial, None, failure_reason(err), started)
                 continue
@@ -157,6 +175,24 @@ class StudySearcher(Searcher):
         # Optuna keeps intermediate values for single-objective studies only.
         if self._single and not math.isnan(float(value)):
             current.trial.report(float(value), step)
+        if self.pruner is not None:
+            current.steps.append((step, float(value)))
+            record_intermediate(current.trial, current.steps)
+
+    def rung_decision(self, trial_id: str, result: Mapping[str, Any]) -> bool:
+        """Record an intermediate result and say whether MO-ASHA stops the trial (the ``mo_asha`` scheduler).
+
+        Ray Tune asks the scheduler before it hands the result to the searcher: the value is recorded here.
+        """
+        current = self.open.get(trial_id)
+        if current is None or self.pruner is None or result.get(FINAL):
+            return False
+        before = len(current.steps)
+        self._intermediate(current, result)
+        if len(current.steps) == before:
+            return False  # no new step: nothing new to judge
+        current.stop_reason = self.pruner.decide(self.study, current.trial.number)
+        return current.stop_reason is not None
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         current = self.open.pop(trial_id, None)
@@ -180,7 +216,8 @@ class StudySearcher(Searcher):
             self._intermediate(current, result)
             self._pruned(
                 current,
-                f"stopped by the {self.scheduler_name} scheduler"
+                current.stop_reason
+                or f"stopped by the {self.scheduler_name} scheduler"
                 + (f" at step {current.last_step}" if current.last_step is not None else ""),
             )
             return

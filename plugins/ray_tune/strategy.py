@@ -30,6 +30,7 @@ SCHEDULERS: dict[str, str] = {
     "median_stopping_rule": "MedianStoppingRule",
     "fifo": "FIFOScheduler",
     "none": "FIFOScheduler",
+    "mo_asha": "MOASHAScheduler",  # automl_plugins.ray_tune.scheduler: the study's MO-ASHA decision
 }
 
 RAY_OPTIONS: dict[str, Option] = {
@@ -78,10 +79,22 @@ def example_space(strategy: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def make_scheduler(name: str, options: Mapping[str, Any], mode: str, *, key: str = "scheduler_options") -> Any:
-    """The Ray Tune scheduler ``name`` with ``options``; ``SpaceError`` for options it does not take."""
+def make_scheduler(
+    name: str,
+    options: Mapping[str, Any],
+    mode: str,
+    *,
+    key: str = "scheduler_options",
+    space: SearchSpace | None = None,
+) -> Any:
+    """The Ray Tune scheduler ``name`` with ``options``; ``SpaceError`` for options it does not take.
+
+    ``mo_asha`` takes the options of the study pruner of that name and judges the ``space``'s objectives.
+    """
     from ray.tune import schedulers
 
+    if name == "mo_asha":
+        return _mo_asha_scheduler(options, space, key)
     cls = getattr(schedulers, SCHEDULERS[name])
     accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "metric", "mode")]
     settings = dict(options)
@@ -101,6 +114,15 @@ def make_scheduler(name: str, options: Mapping[str, Any], mode: str, *, key: str
         raise SpaceError(f"scheduler {name!r} rejects its options: {err or 'invalid values'}", key=key) from None
 
 
+def _mo_asha_scheduler(options: Mapping[str, Any], space: SearchSpace | None, key: str) -> Any:
+    from automl.pruners import mo_asha_from_options
+    from automl_plugins.ray_tune.scheduler import MOASHAScheduler
+
+    objectives = [(o.metric, o.direction) for o in space.objectives] if space is not None else []
+    pruner = mo_asha_from_options(objectives, options, key=key, what="scheduler 'mo_asha'", objectives_key="scheduler")
+    return MOASHAScheduler(pruner)
+
+
 class RayTuneStrategy(Strategy):
     """Every trial is scheduled by Ray Tune; the sampler, the study and the score cache stay in this process.
 
@@ -115,7 +137,7 @@ class RayTuneStrategy(Strategy):
     options = RAY_OPTIONS
 
     def validate(self, space: SearchSpace) -> None:
-        make_scheduler(self.settings["scheduler"], self.settings["scheduler_options"], _mode(space))
+        make_scheduler(self.settings["scheduler"], self.settings["scheduler_options"], _mode(space), space=space)
 
     def run(self, context: SearchContext, n_trials: int) -> None:
         run_on_ray(context, self.settings, n_trials=n_trials)
@@ -144,7 +166,7 @@ def run_on_ray(
     study_name = context.study.study_name
     folder = Path(settings.get("folder") or Path("runs") / study_name).absolute()
     mode = _mode(space)
-    scheduler = make_scheduler(settings["scheduler"], settings["scheduler_options"], mode)
+    scheduler = make_scheduler(settings["scheduler"], settings["scheduler_options"], mode, space=space)
     searcher = StudySearcher(
         context,
         n_trials=n_trials,
@@ -154,7 +176,10 @@ def run_on_ray(
         attrs=attrs,
         scheduler_name=settings["scheduler"],
         device=context.device,
+        pruner=getattr(scheduler, "pruner", None),
     )
+    if hasattr(scheduler, "searcher"):
+        scheduler.searcher = searcher
     if searcher.n_trials <= 0:
         return []
     with ray_session(

@@ -79,7 +79,7 @@ class TwoStageStrategy(Strategy):
             self.screen_evaluator.validate(space)
         except SpaceError as err:
             raise err.located(prefix="screen") from None
-        make_scheduler(self.settings["scheduler"], self.settings["scheduler_options"], _mode(space))
+        make_scheduler(self.settings["scheduler"], self.settings["scheduler_options"], _mode(space), space=space)
 
     def run(self, context: SearchContext, n_trials: int) -> None:
         trials = context.study.get_trials(deepcopy=False, states=FINISHED)
