@@ -146,3 +146,22 @@ def test_a_second_evaluator_reuses_the_weight_file(tmp_path):
 def test_weights_live_beside_the_score_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("AUTOML_CACHE", str(tmp_path / "scores.db"))
     assert weights_folder({"weights_dir": None}) == tmp_path / "scores.db.supernets"
+
+
+@pytest.mark.slow  # imports Ray for the strategy
+def test_two_stage_screens_with_the_supernet(tmp_path):
+    data = tiny_space(weights_dir=str(tmp_path / "weights"), epochs=1).raw
+    data = {
+        **data,
+        "study": {**data["study"], "n_trials": 2},
+        "evaluator": {"name": "training", "epochs": 1, "max_train_samples": 32},
+        "strategy": {"name": "two_stage", "screen": {**data["evaluator"], "name": "supernet"}, "pool": 2, "top_k": 1},
+    }
+    from automl.runner import StudyRunner
+
+    runner = StudyRunner(SearchSpace.from_dict(data), storage=f"sqlite:///{tmp_path / 's.db'}", cache=False)
+    runner.run()  # a budget of two trials: both screen, none is left to train
+    trials = runner.study.get_trials()
+    assert [t.user_attrs.get("stage") for t in trials] == ["screen", "screen"]
+    assert all(t.user_attrs["screen"]["metric"] == "val_accuracy" for t in trials)
+    assert len([p for p in (tmp_path / "weights").iterdir() if p.suffix == ".pt"]) == 1
