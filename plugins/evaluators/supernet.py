@@ -18,8 +18,9 @@ forward before each sub-network's evaluation) and measuring validation and test 
 
 Simplifications (see the README): the supernet is trained with float activations (a candidate's
 activation quantizers learn their range during the recalibration pass, as post-training calibration);
-BatchNorm is the only normalization it covers; EQ-Net's sandwich rule with its WDR and GPG losses,
-PA&DA's importance sampling and few-shot splitting are not implemented.
+BatchNorm is the only normalization it covers; EQ-Net's sandwich rule with its WDR and GPG losses and
+few-shot splitting are not implemented. ``sampling = "pada"`` draws paths and examples by gradient
+importance (PA&DA, see ``pada.py``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,16 @@ from torch import nn
 from automl import Batch, EvalResult, Evaluator, Option, SpaceError
 from automl.cache import CACHE_ENV, DEFAULT_CACHE
 from automl_plugins.architectures.nb201.space import EDGES, OPERATIONS
-from automl_plugins.architectures.nb201.supernet import LayerQuant, NB201Supernet, inherit
+from automl_plugins.architectures.nb201.supernet import LayerQuant, NB201Supernet, SuperCell, inherit
+from automl_plugins.evaluators.pada import (
+    example_gradient_norms,
+    example_probabilities,
+    fold_operation_importance,
+    operation_probabilities,
+)
 from automl_plugins.evaluators.training import evaluate_model
 
-SAMPLING = ("uniform",)
+SAMPLING = ("uniform", "pada")
 FILE_VERSION = 1
 # The settings that change the supernet's weights (the rest only change how candidates are scored).
 TRAINING_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "grad_clip")
@@ -96,9 +103,15 @@ class SupernetSpec:
             num_classes=task.num_classes,
         )
 
-    def sample(self, supernet: NB201Supernet, rng: random.Random) -> tuple[tuple[str, ...], dict[str, LayerQuant]]:
-        """One path and quantization setting, uniformly from the space's choices (as its dimensions draw them)."""
-        path = tuple(rng.choice(self.operations) for _ in EDGES)
+    def sample(
+        self, supernet: NB201Supernet, rng: random.Random, op_weights: Sequence[float] | None = None
+    ) -> tuple[tuple[str, ...], dict[str, LayerQuant]]:
+        """One path and quantization setting, uniformly from the space's choices (as its dimensions draw
+        them), or operations drawn by ``op_weights`` (PA&DA)."""
+        if op_weights is None:
+            path = tuple(rng.choice(self.operations) for _ in EDGES)
+        else:
+            path = tuple(rng.choices(self.operations, weights=op_weights, k=len(EDGES)))
         names = path_layers(supernet, path)
         if self.per_layer:
             bits = {name: rng.choice(self.bits) for name in names}
@@ -215,6 +228,9 @@ def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoc
     order_gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     first_epoch, seconds_before, resumed_from = 1, 0.0, None
+    pada = settings["sampling"] == "pada"
+    op_prob = [1.0 / len(spec.operations)] * len(spec.operations)
+    data_prob: torch.Tensor | None = None
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         supernet.load_state_dict(state["model"])
@@ -223,24 +239,45 @@ def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoc
         order_gen.set_state(state["order_gen"])
         rng.setstate(state["rng"])
         first_epoch = resumed_from = state["epoch"] + 1
+        op_prob, data_prob = state["op_prob"], state["data_prob"]
         seconds_before = state["seconds"]
     criterion = nn.CrossEntropyLoss()
     supernet.train()
     for epoch in range(first_epoch, settings["epochs"] + 1):
-        order = torch.randperm(len(train), generator=order_gen).to(device)
+        if data_prob is None:
+            order = torch.randperm(len(train), generator=order_gen)
+        else:  # PA&DA: as many examples as the set holds, drawn with replacement by importance
+            order = torch.multinomial(data_prob, len(train), replacement=True, generator=order_gen)
+        order = order.to(device)
+        importance = [0.0] * len(spec.operations)
+        score_sum = torch.zeros(len(train), dtype=torch.float64)
+        score_count = torch.zeros(len(train), dtype=torch.float64)
         for first in range(0, len(train), batch_size):
             index = order[first : first + batch_size]
             if len(index) < 2:
                 continue  # a batch of one breaks batch normalization
-            path, quant = spec.sample(supernet, rng)
+            path, quant = spec.sample(supernet, rng, op_prob if pada else None)
             supernet.set_path(path, quant)
-            loss = criterion(supernet(train.inputs[index]), train.targets[index])
+            logits = supernet(train.inputs[index])
+            loss = criterion(logits, train.targets[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings["grad_clip"]:
                 nn.utils.clip_grad_norm_(params, settings["grad_clip"])
             optimizer.step()
             scheduler.step()
+            if pada:
+                norms = example_gradient_norms(logits, train.targets[index]).double().cpu()
+                score_sum.index_add_(0, index.cpu(), norms)
+                score_count.index_add_(0, index.cpu(), torch.ones_like(norms))
+                importance = fold_operation_importance(
+                    importance, _operation_grad_norms(supernet, path), _uses(path), spec.operations
+                )
+        if pada:
+            tau = (epoch - 1) / settings["epochs"]
+            op_prob = operation_probabilities(importance, tau)
+            scores = torch.where(score_count > 0, score_sum / score_count.clamp(min=1), torch.zeros_like(score_sum))
+            data_prob = example_probabilities(scores, tau)
         if epoch % settings["checkpoint_every"] == 0 and epoch < settings["epochs"]:
             _save(
                 {
@@ -250,6 +287,8 @@ def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoc
                     "scheduler": scheduler.state_dict(),
                     "order_gen": order_gen.get_state(),
                     "rng": rng.getstate(),
+                    "op_prob": op_prob,
+                    "data_prob": data_prob,
                     "seconds": seconds_before + time.perf_counter() - start_time,
                 },
                 checkpoint,
@@ -261,12 +300,32 @@ def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoc
         "epochs": settings["epochs"],
         "resumed_from_epoch": resumed_from,
         "device": str(device),
+        "sampling": settings["sampling"],
     }
+    if pada:
+        info["operation_probabilities"] = dict(zip(spec.operations, [round(p, 4) for p in op_prob]))
     result = {"state": {k: v.cpu() for k, v in supernet.state_dict().items()}, "info": info}
     _save(result, final)
     with contextlib.suppress(FileNotFoundError):
         checkpoint.unlink()
     return result
+
+
+def _uses(path: Sequence[str]) -> dict[str, int]:
+    return {op: path.count(op) for op in set(path)}
+
+
+def _operation_grad_norms(supernet: NB201Supernet, path: Sequence[str]) -> dict[str, float]:
+    """Σ over cells of the gradient norm of each path operation's convolution weight (PA&DA's importance)."""
+    totals: dict[str, float] = {}
+    for cell in supernet.cells:
+        if not isinstance(cell, SuperCell):
+            continue
+        for ops, op in zip(cell.candidates, path):
+            for module in ops[op].modules():
+                if isinstance(module, nn.Conv2d) and module.weight.grad is not None:
+                    totals[op] = totals.get(op, 0.0) + float(module.weight.grad.norm())
+    return totals
 
 
 @torch.no_grad()
