@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 
@@ -27,7 +28,7 @@ import automl
 from automl.report import table
 from automl_plugins.evaluators.training import train_candidate
 
-SAMPLINGS = ("uniform",)  # the path samplings the supernet evaluator implements
+SAMPLINGS = ("uniform", "pada")  # the path samplings the supernet evaluator implements
 
 
 def space(args: argparse.Namespace, sampling: str, folder: str) -> automl.SearchSpace:
@@ -93,6 +94,7 @@ def main() -> None:
             result = train_candidate(candidate, recipe, device=args.device)
             standalone_s.append(time.perf_counter() - start)
             standalone.append(result.scores["val_accuracy"])
+            print(f"stand-alone {len(standalone)}/{len(candidates)}: {standalone[-1]:.3f}", file=sys.stderr, flush=True)
 
         rows = []
         for sampling in SAMPLINGS:

@@ -18,8 +18,9 @@ forward before each sub-network's evaluation) and measuring validation and test 
 
 Simplifications (see the README): the supernet is trained with float activations (a candidate's
 activation quantizers learn their range during the recalibration pass, as post-training calibration);
-BatchNorm is the only normalization it covers; EQ-Net's sandwich rule with its WDR and GPG losses and
-few-shot splitting are not implemented. ``sampling = "pada"`` draws paths and examples by gradient
+BatchNorm is the only normalization it covers; few-shot splitting is not implemented. EQ-Net's
+weight-distribution regularisation (``wdr_kurtosis``, ``wdr_skewness``) and group progressive guidance
+(``gpg_subnets``) are options (see ``eqnet.py``). ``sampling = "pada"`` draws paths and examples by gradient
 importance (PA&DA, see ``pada.py``).
 """
 
@@ -44,6 +45,7 @@ from automl import Batch, EvalResult, Evaluator, Option, SpaceError
 from automl.cache import CACHE_ENV, DEFAULT_CACHE
 from automl_plugins.architectures.nb201.space import EDGES, OPERATIONS
 from automl_plugins.architectures.nb201.supernet import LayerQuant, NB201Supernet, SuperCell, inherit
+from automl_plugins.evaluators.eqnet import kurtosis_loss, progressive_guidance_loss, skewness_loss
 from automl_plugins.evaluators.pada import (
     example_gradient_norms,
     example_probabilities,
@@ -56,7 +58,7 @@ SAMPLING = ("uniform", "pada")
 FILE_VERSION = 1
 # The settings that change the supernet's weights (the rest only change how candidates are scored).
 TRAINING_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "grad_clip")
-TRAINING_KEYS += ("max_train_samples", "sampling")
+TRAINING_KEYS += ("max_train_samples", "sampling", "wdr_kurtosis", "wdr_skewness", "gpg_subnets")
 
 
 def weights_folder(settings: Mapping[str, Any]) -> Path:
@@ -103,6 +105,20 @@ class SupernetSpec:
             num_classes=task.num_classes,
         )
 
+    def guidance_chain(
+        self, supernet: NB201Supernet, path: Sequence[str], rng: random.Random, length: int
+    ) -> list[dict[str, LayerQuant]]:
+        """EQ-Net's chain on ``path``: the largest bit-widths, ``length`` − 2 random settings, the smallest."""
+        names = path_layers(supernet, path)
+
+        def at(bits: int) -> dict[str, LayerQuant]:
+            if bits >= 32:
+                return {}
+            return dict.fromkeys(names, (bits, rng.choice(self.granularities), rng.choice(self.schemes)))
+
+        middle = [self.quantization(names, rng) for _ in range(length - 2)]
+        return [at(max(self.bits)), *middle, at(min(self.bits))]
+
     def sample(
         self, supernet: NB201Supernet, rng: random.Random, op_weights: Sequence[float] | None = None
     ) -> tuple[tuple[str, ...], dict[str, LayerQuant]]:
@@ -112,16 +128,19 @@ class SupernetSpec:
             path = tuple(rng.choice(self.operations) for _ in EDGES)
         else:
             path = tuple(rng.choices(self.operations, weights=op_weights, k=len(EDGES)))
-        names = path_layers(supernet, path)
+        return path, self.quantization(path_layers(supernet, path), rng)
+
+    def quantization(self, names: Sequence[str], rng: random.Random) -> dict[str, LayerQuant]:
+        """A quantization setting of the layers ``names``, uniformly from the space's choices ({}: float)."""
         if self.per_layer:
             bits = {name: rng.choice(self.bits) for name in names}
         else:
             one = rng.choice(self.bits)
             bits = dict.fromkeys(names, one)
         if all(b >= 32 for b in bits.values()):
-            return path, {}
+            return {}
         granularity, scheme = rng.choice(self.granularities), rng.choice(self.schemes)
-        return path, {name: (b, granularity, scheme) for name, b in bits.items()}
+        return {name: (b, granularity, scheme) for name, b in bits.items()}
 
 
 def path_layers(supernet: NB201Supernet, path: Sequence[str]) -> list[str]:
@@ -257,11 +276,27 @@ def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoc
             if len(index) < 2:
                 continue  # a batch of one breaks batch normalization
             path, quant = spec.sample(supernet, rng, op_prob if pada else None)
-            supernet.set_path(path, quant)
-            logits = supernet(train.inputs[index])
-            loss = criterion(logits, train.targets[index])
+            inputs, targets = train.inputs[index], train.targets[index]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if settings["wdr_kurtosis"] or settings["wdr_skewness"]:
+                weights = [m.weight for _, m in supernet.elastic_layers()]
+                wdr = settings["wdr_kurtosis"] * kurtosis_loss(weights)
+                (wdr + settings["wdr_skewness"] * skewness_loss(weights)).backward()
+            if settings["gpg_subnets"] > 1:
+                teacher = logits = None
+                for setting in spec.guidance_chain(supernet, path, rng, settings["gpg_subnets"]):
+                    supernet.set_path(path, setting)
+                    out = supernet(inputs)
+                    if teacher is None:
+                        criterion(out, targets).backward()
+                        logits = out
+                    else:
+                        progressive_guidance_loss(out, teacher, targets).backward()
+                    teacher = out.detach()
+            else:
+                supernet.set_path(path, quant)
+                logits = supernet(inputs)
+                criterion(logits, targets).backward()
             if settings["grad_clip"]:
                 nn.utils.clip_grad_norm_(params, settings["grad_clip"])
             optimizer.step()
@@ -374,6 +409,20 @@ class SupernetEvaluator(Evaluator):
             int, default=None, min=1, max=10_000_000, help="train on a fixed random subset of this many examples"
         ),
         "sampling": Option(str, default="uniform", choices=SAMPLING, help="path sampling: uniform single-path (SPOS)"),
+        "wdr_kurtosis": Option(
+            float, default=0.0, min=0.0, max=100.0, help="EQ-Net WDR: weight of (kurtosis − 1.8)² (EQ-Net: 0.015)"
+        ),
+        "wdr_skewness": Option(
+            float, default=0.0, min=0.0, max=100.0, help="EQ-Net WDR: weight of skewness² (EQ-Net: 1)"
+        ),
+        "gpg_subnets": Option(
+            int,
+            default=1,
+            min=1,
+            max=16,
+            help="EQ-Net GPG: sub-networks per step, largest bits → random → smallest, each guided by the "
+            "previous (1: off; EQ-Net: 3)",
+        ),
         "calibration_batches": Option(
             int, default=8, min=0, max=10_000, help="training minibatches that re-estimate BatchNorm statistics"
         ),
