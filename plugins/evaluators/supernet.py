@@ -434,6 +434,7 @@ class SupernetEvaluator(Evaluator):
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         self._loaded: dict[str, dict[str, Any]] = {}  # key → trained supernet, per process
+        self._built: dict[tuple[str, str], NB201Supernet] = {}  # (key, device) → the module with its weights
 
     def metrics(self) -> list[str]:
         return ["val_accuracy", "test_accuracy", "val_loss"]
@@ -467,10 +468,13 @@ class SupernetEvaluator(Evaluator):
         device = context.device
         key, trained = self.supernet(candidate, context.seed, device)
         start = time.perf_counter()
-        supernet = spec.build(candidate.task)
-        supernet.load_state_dict(trained["state"])
+        supernet = self._built.get((key, str(device)))
+        if supernet is None:
+            supernet = spec.build(candidate.task)
+            supernet.load_state_dict(trained["state"])
+            supernet = self._built[(key, str(device))] = supernet.to(device)
         model = candidate.build_model(device).to(device)
-        inherit(model, supernet.to(device), candidate.architecture.ops)
+        inherit(model, supernet, candidate.architecture.ops)
         task = candidate.task
         train = _training_data(task, self.settings, context.seed).to(device)
         batch_size = self.settings["batch_size"] or task.settings.get("batch_size", 64)
