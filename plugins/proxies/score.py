@@ -5,6 +5,9 @@ and lines starting with ``#`` are skipped). For transformer spaces a line may al
 the FlexiBERT file (``{"id": …, "hidden_size": …, "encoder_layers": […], "glue": …}``): only the
 architecture keys are passed on. Only the space's architecture dimension is used: architectures are
 scored as built, without the other dimensions' choices. Results go through the score cache.
+
+``aggregate`` adds a column combining several proxies' ranks (``aggregation``: ``log_rank``, AZ-NAS's
+sum of log relative ranks, or ``mean_rank``) with the file's own architectures as the reference pool.
 """
 
 from __future__ import annotations
@@ -121,16 +124,26 @@ def score_architectures(
     cache: ScoreCache | str | bool = True,
     device: str | None = None,
     source: str = "<architectures>",
+    aggregate: Sequence[str] = (),
+    aggregation: str = "log_rank",
 ) -> list[dict[str, Any]]:
     """Score each architecture (the space's string form) with ``proxies``; one dict per architecture.
 
     Each dict has ``arch`` and one value per proxy (NaN where a proxy failed, with the reason under
-    ``reason.<proxy>``). ``out`` also writes them as CSV. Example::
+    ``reason.<proxy>``). ``aggregate`` (proxy names or the preset ``az_nas``) adds ``aggregate``: the
+    ``aggregation`` of each architecture's ranks among the file's architectures under those proxies
+    (NaN ranked last); its proxies are scored too. ``out`` also writes them as CSV. Example::
 
         from automl_plugins.proxies import score_architectures
         rows = score_architectures(["|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|none~2|"],
                                    "search_spaces/nb201_digits.toml", ["synflow", "nwot"])
     """
+    from automl_plugins.evaluators.proxies import AGGREGATIONS, aggregate_within, expand_aggregate
+
+    if aggregation not in AGGREGATIONS:
+        raise SpaceError(f"unknown aggregation {aggregation!r}", key="aggregation", allowed=list(AGGREGATIONS))
+    aggregated = expand_aggregate(aggregate)
+    proxies = list(proxies) + [p for p in aggregated if p not in proxies]
     scoring = scoring_space(space, proxies, task=task, batch_size=batch_size, proxy_options=proxy_options)
     store: ScoreCache | None
     if cache is True:
@@ -162,6 +175,10 @@ def score_architectures(
         row.update({name: result.scores.get(name, math.nan) for name in proxies})
         row.update({f"reason.{name}": why for name, why in result.reasons.items()})
         rows.append(row)
+    if aggregated:
+        for row, combined in zip(rows, aggregate_within(rows, aggregated, aggregation)):
+            row["aggregate"] = combined
+        proxies = [*proxies, "aggregate"]
     if out is not None:
         write_csv(rows, proxies, out)
     return rows
@@ -184,7 +201,7 @@ def write_csv(rows: Sequence[Mapping[str, Any]], proxies: Sequence[str], out: st
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("arch_file", metavar="ARCH_FILE", help="one architecture per line, in the space's string form")
     parser.add_argument("--space", required=True, help="search-space file (its task and architecture dimension)")
-    parser.add_argument("--proxies", required=True, help="comma-separated proxy names (see automl plugins)")
+    parser.add_argument("--proxies", default="", help="comma-separated proxy names (see automl plugins)")
     parser.add_argument("--task", default=None, help="task name replacing the space's [task]")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and the minibatch")
     parser.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: the task's)")
@@ -192,10 +209,22 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None, help="score-cache file (default: $AUTOML_CACHE or automl-cache.db)")
     parser.add_argument("--no-cache", action="store_true", help="compute every score again")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    parser.add_argument(
+        "--aggregate",
+        default="",
+        help="comma-separated proxies (or az_nas) whose ranks among the file's architectures form 'aggregate'",
+    )
+    parser.add_argument(
+        "--aggregation",
+        default="log_rank",
+        choices=("log_rank", "mean_rank"),
+        help="log_rank: Σ log relative rank (AZ-NAS, default); mean_rank: mean relative rank",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    aggregate = [p.strip() for p in args.aggregate.split(",") if p.strip()]
     architectures = read_architectures(args.arch_file)
     if not architectures:
         raise AutomlError(f"{args.arch_file}: no architectures in the file")
@@ -211,6 +240,8 @@ def _run(args: argparse.Namespace) -> int:
         cache=cache,
         device=args.device,
         source=args.arch_file,
+        aggregate=aggregate,
+        aggregation=args.aggregation,
     )
     if args.out != "-":
         failed = sum(1 for row in rows if any(k.startswith("reason.") for k in row))
