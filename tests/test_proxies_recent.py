@@ -250,3 +250,76 @@ def test_recent_proxies_share_the_cell_pass_and_match_their_values_alone():
     for proxy in space.evaluator.proxies:
         torch.manual_seed(0)
         assert value(proxy.score(candidate, batch)) == pytest.approx(result.scores[proxy.name], rel=1e-5), proxy.name
+
+
+# -- transformer proxies, the reference's forms ----------------------------------------------------------
+ENCODER = "h128|SA.SDP-h2-ff512x1|LT.DCT-h4-ff512x3|LT.DFT-h2-ff512x1|LT.DCT-h2-ff512x1"
+
+
+def flexibert_candidate():
+    from automl import SearchSpace
+
+    space = SearchSpace.from_dict(
+        {
+            "task": {"name": "text_mlm", "seq_len": 8, "batch_size": 3, "vocab_size": 50},
+            "dimensions": [{"name": "flexibert"}],
+            "evaluator": {"name": "proxies", "proxies": ["params"]},
+            "objectives": [{"metric": "params"}],
+        }
+    )
+    return space.candidate_from_arch(ENCODER)
+
+
+def test_softmax_confidence_reference_form_adds_the_discarded_transform_softmax():
+    from scipy.fft import dctn
+    from scipy.special import softmax
+
+    from automl_plugins.architectures.flexibert.model import LinearTransform
+    from automl_plugins.proxies.transformer import SoftmaxConfidenceProxy
+
+    candidate = flexibert_candidate()
+    batch = candidate.task.batch(3)
+    model = candidate.build_model()
+    model.train()
+    projected = []
+    transforms = [m for m in model.modules() if isinstance(m, LinearTransform)]
+    for m in transforms:
+        m.input.register_forward_hook(lambda mod, _i, out, m=m: projected.append((m, out.detach().double().numpy())))
+    model.record_attention = True
+    model.encode(batch.inputs)
+    attention = [float(m.last_attention.detach().max(dim=1).values.mean()) for m in model.attention_modules()]
+    discarded = []
+    for m, x in projected:
+        b, n, h = x.shape
+        blocks = x.reshape(b, n, m.heads, h // m.heads).transpose(0, 2, 1, 3)
+        # scipy's unnormalised DCT-II is the reference's dct_2d: y_k = 2 Σ x_n cos(π k (2n+1) / 2N)
+        mixed = dctn(blocks, type=2, axes=(-2, -1)) if m.kind == "DCT" else np.fft.fft2(blocks).real
+        discarded.append(float(softmax(mixed, axis=-1).max(axis=1).mean()))
+    assert len(attention) == 1 and len(discarded) == 3
+    plain = value(SoftmaxConfidenceProxy.configure({}).score(candidate, batch))
+    reference = value(SoftmaxConfidenceProxy.configure({"modules": "reference"}).score(candidate, batch))
+    assert plain == pytest.approx(sum(attention), rel=1e-6)
+    assert reference == pytest.approx(sum(attention) + sum(discarded), rel=1e-5)
+
+
+def test_activation_distance_reference_form_reads_every_hidden_layer_of_the_first_sequence():
+    from automl_plugins.proxies.transformer import ActivationDistanceProxy
+
+    candidate = flexibert_candidate()
+    batch = candidate.task.batch(3)
+    model = candidate.build_model()
+    model.train()
+    outputs = []
+    for m in model.modules():
+        if isinstance(m, nn.GELU):  # the reference hooks the activation function's output
+            m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
+    model.encode(batch.inputs)
+    assert len(outputs) == 1 + 3 + 1 + 1
+    expected = 0.0
+    for out in outputs:
+        c = (out[0] > 0).double().numpy()  # N × D′ of the first sequence
+        expected += float((c @ c.T + (1 - c) @ (1 - c).T).sum())
+    got = value(ActivationDistanceProxy.configure({"form": "reference"}).score(candidate, batch))
+    assert got == pytest.approx(expected, rel=1e-9)
+    default = value(ActivationDistanceProxy.configure({}).score(candidate, batch))
+    assert default != pytest.approx(got)
