@@ -31,6 +31,7 @@ from scipy.stats import kendalltau, spearmanr
 
 import automl
 from automl import Batch, EvalContext, SearchSpace, get_registry
+from automl_plugins.evaluators.proxies import AGGREGATE_PRESETS
 from automl_plugins.proxies.score import record_to_arch
 
 CELL_PROXIES = [
@@ -69,7 +70,8 @@ TARGET_RHO_C10 = {"synflow": 0.74, "nwot": 0.75, "jacob_cov": 0.70, "params": 0.
 BASELINE_AGGREGATE = ("synflow", "nwot", "jacob_cov", "params")
 AGGREGATE_SETS: dict[str, tuple[str, ...]] = {
     "baseline": BASELINE_AGGREGATE,
-    "az_nas": ("az_expressivity", "az_progressivity", "az_trainability", "az_complexity"),
+    "default (shipped)": AGGREGATE_PRESETS["default"],
+    "az_nas": AGGREGATE_PRESETS["az_nas"],
     "baseline + meco": (*BASELINE_AGGREGATE, "meco"),
     "baseline + zico, meco": (*BASELINE_AGGREGATE, "zico", "meco"),
     "baseline + az_nas": (

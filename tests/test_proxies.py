@@ -348,6 +348,8 @@ def test_aggregated_proxies_are_scored_and_az_nas_is_a_preset():
     space = tiny_space(["params"], aggregate=["az_nas"], aggregate_pool=2)
     names = space.evaluator.metrics()
     assert names == ["params", "az_expressivity", "az_progressivity", "az_trainability", "az_complexity", "aggregate"]
+    default = tiny_space(["params"], aggregate=["default"], aggregate_pool=2).evaluator.metrics()
+    assert default[:5] == ["params", "synflow", "nwot", "jacob_cov", "meco"] and len(default) == 10
     assert space.evaluator.settings["aggregation"] == "log_rank"
     with pytest.raises(SpaceError) as err:
         tiny_space(["params"], aggregate=["no_such_proxy"])
