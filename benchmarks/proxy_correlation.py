@@ -102,6 +102,7 @@ TRANSFORMER_PROXIES = [
     "activation_distance",
     "synaptic_saliency",
 ]
+WPCA_MEAN = 'wpca, reduce = "mean" (reference)'
 PUBLISHED_TAU_GLUE = {
     "head_confidence": 0.48,
     "params": 0.45,
@@ -386,6 +387,9 @@ def flexibert_section(
         scores[str(record["id"])] = space.evaluator.evaluate(candidate, context).scores
         ms.append((time.perf_counter() - t0) * 1000.0)
         truth[str(record["id"])] = (record["glue"],)
+        if "wpca" in usable:
+            # The reference's composition: the sum over feed-forward blocks (one per layer) over their number.
+            scores[str(record["id"])][WPCA_MEAN] = scores[str(record["id"])]["wpca"] / len(record["encoder_layers"])
     lines = [
         (
             f"FlexiBERT: {len(scores)} encoders, task {task!r} ({seq_len} tokens × {batch_size or 32} sequences), "
@@ -396,7 +400,7 @@ def flexibert_section(
         "| proxy | Kendall τ vs GLUE | Spearman ρ vs GLUE | published τ |",
         "|---|---|---|---|",
     ]
-    for proxy in usable:
+    for proxy in usable + ([WPCA_MEAN] if "wpca" in usable else []):
         rho, tau, _ = correlations(scores, truth, proxy, 0)
         lines.append(f"| {proxy} | {tau:.3f} | {rho:.3f} | {PUBLISHED_TAU_GLUE.get(proxy, '—')} |")
     return lines
