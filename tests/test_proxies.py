@@ -447,3 +447,24 @@ def test_score_aggregates_ranks_among_the_files_architectures(tmp_path):
         expected = np.log(ranks).sum(axis=0) if aggregation == "log_rank" else np.mean(ranks, axis=0)
         assert [r["aggregate"] for r in rows] == pytest.approx(list(expected))
     assert rows[1]["aggregate"] == min(r["aggregate"] for r in rows)  # the empty cell: NaN nwot, fewest params
+
+
+def test_score_in_worker_processes_equals_one_process_and_scores_isomorphic_cells_once(tmp_path, capsys):
+    from automl.cache import ScoreCache
+    from automl_plugins.proxies import score_architectures
+
+    write_space(tmp_path / "space.toml")
+    # The last two cells are isomorphic (the zero edges into node 3 sit on different inputs): one candidate id.
+    copy_a = "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|none~1|none~2|"
+    copy_b = "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|none~2|"
+    archs = [GOOD_CELL, EMPTY_CELL, copy_a, copy_b]
+    one = score_architectures(archs, tmp_path / "space.toml", ["nwot", "params", "meco"], cache=False)
+    cache = ScoreCache(tmp_path / "c.db")
+    two = score_architectures(archs, tmp_path / "space.toml", ["nwot", "params", "meco"], cache=cache, workers=2)
+    for a, b in zip(one, two):
+        assert a.keys() == b.keys()
+        assert all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a), (a, b)
+    assert two[2]["params"] == two[3]["params"] and two[2]["nwot"] == two[3]["nwot"]
+    again = score_architectures(archs, tmp_path / "space.toml", ["nwot", "params", "meco"], cache=cache, progress=True)
+    assert cache.hits == 3 and [r["params"] for r in again] == [r["params"] for r in two]
+    assert "scored 3/3 (3 from the cache)" in capsys.readouterr().err

@@ -6,6 +6,10 @@ the FlexiBERT file (``{"id": …, "hidden_size": …, "encoder_layers": […], "
 architecture keys are passed on. Only the space's architecture dimension is used: architectures are
 scored as built, without the other dimensions' choices. Results go through the score cache.
 
+``workers`` scores in that many processes (one torch thread each); architectures with the same candidate
+id (isomorphic NAS-Bench-201 cells) are scored once; ``progress`` prints the count, the rate and the time
+left to standard error. Scores already in the cache are read back, so a stopped run resumes.
+
 ``aggregate`` adds a column combining several proxies' ranks (``aggregation``: ``log_rank``, AZ-NAS's
 sum of log relative ranks, or ``mean_rank``) with the file's own architectures as the reference pool.
 """
@@ -19,10 +23,12 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from automl import Command, EvalContext, SearchSpace, SpaceError
+from automl import Command, EvalContext, EvalResult, SearchSpace, SpaceError
 from automl.cache import ScoreCache, cache_key
 from automl.errors import AutomlError
 
@@ -46,6 +52,19 @@ def scoring_space(
     proxy_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> SearchSpace:
     """The space's task and architecture dimension with a proxy evaluator for ``proxies``."""
+    table, source = scoring_table(space, proxies, task=task, batch_size=batch_size, proxy_options=proxy_options)
+    return SearchSpace.from_dict(table, source=source)
+
+
+def scoring_table(
+    space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any],
+    proxies: Sequence[str],
+    *,
+    task: str | None = None,
+    batch_size: int | None = None,
+    proxy_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The table of ``scoring_space`` (plain data: worker processes rebuild the space from it) and its source."""
     data, source = _space_table(space)
     if not proxies:
         raise SpaceError("name at least one proxy", key="proxies")
@@ -76,7 +95,7 @@ def scoring_space(
         "evaluator": evaluator,
         "objectives": [{"metric": proxies[0], "direction": "maximize"}],
     }
-    return SearchSpace.from_dict(table, source=source)
+    return table, source
 
 
 def _arch_text(line: str) -> str:
@@ -126,6 +145,8 @@ def score_architectures(
     source: str = "<architectures>",
     aggregate: Sequence[str] = (),
     aggregation: str = "log_rank",
+    workers: int = 1,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Score each architecture (the space's string form) with ``proxies``; one dict per architecture.
 
@@ -144,7 +165,8 @@ def score_architectures(
         raise SpaceError(f"unknown aggregation {aggregation!r}", key="aggregation", allowed=list(AGGREGATIONS))
     aggregated = expand_aggregate(aggregate)
     proxies = list(proxies) + [p for p in aggregated if p not in proxies]
-    scoring = scoring_space(space, proxies, task=task, batch_size=batch_size, proxy_options=proxy_options)
+    table, table_source = scoring_table(space, proxies, task=task, batch_size=batch_size, proxy_options=proxy_options)
+    scoring = SearchSpace.from_dict(table, source=table_source)
     store: ScoreCache | None
     if cache is True:
         store = ScoreCache()
@@ -154,23 +176,55 @@ def score_architectures(
         store = cache if isinstance(cache, ScoreCache) else None
     data = scoring.task.fingerprint() if store is not None else ""
     evaluator = scoring.evaluator
-    context = EvalContext(None, seed=seed, device=device)
-    rows = []
-    for i, line in enumerate(architectures):
+    lines = list(architectures)
+    # One candidate per id: isomorphic cells share it, and are scored once.
+    keyed: list[tuple[str, str]] = []
+    todo: dict[str, tuple[str, Any]] = {}
+    for i, line in enumerate(lines):
         text = _arch_text(line)
         try:
             candidate = scoring.candidate_from_arch(text)
         except SpaceError as err:
             raise SpaceError(f"line {i + 1}: {err.message}", source=source) from None
         candidate.seed = seed
-        result = None
-        key = cache_key(candidate.id, evaluator.settings_key(), data, seed) if store is not None else None
+        key = cache_key(candidate.id, evaluator.settings_key(), data, seed)
+        keyed.append((candidate.id, key))
+        if candidate.id not in todo:
+            todo[candidate.id] = (text, key)
+    results: dict[str, EvalResult] = {}
+    if store is not None:
+        for cid, (_, key) in todo.items():
+            found = store.get(key)
+            if found is not None:
+                results[cid] = found
+    pending = [(cid, text) for cid, (text, _) in todo.items() if cid not in results]
+    meter = _Progress(len(todo), len(results)) if progress else None
+
+    def done(cid: str, result: EvalResult) -> None:
+        results[cid] = result
         if store is not None:
-            result = store.get(key)
-        if result is None:
-            result = evaluator.evaluate(candidate, context)
-            if store is not None:
-                store.put(key, candidate_id=candidate.id, evaluator=evaluator.name, data=data, seed=seed, result=result)
+            store.put(todo[cid][1], candidate_id=cid, evaluator=evaluator.name, data=data, seed=seed, result=result)
+        if meter is not None:
+            meter.step()
+
+    if workers > 1 and len(pending) > 1:
+        with ProcessPoolExecutor(
+            workers, initializer=_worker_start, initargs=(table, table_source, seed, device)
+        ) as pool:
+            futures = {pool.submit(_worker_score, text): cid for cid, text in pending}
+            for future in as_completed(futures):
+                done(futures[future], EvalResult.from_json(future.result()))
+    else:
+        context = EvalContext(None, seed=seed, device=device)
+        for cid, text in pending:
+            candidate = scoring.candidate_from_arch(text)
+            candidate.seed = seed
+            done(cid, evaluator.evaluate(candidate, context))
+    if meter is not None:
+        meter.finish()
+    rows = []
+    for line, (cid, _) in zip(lines, keyed):
+        result = results[cid]
         row: dict[str, Any] = {"arch": line.strip()}
         row.update({name: result.scores.get(name, math.nan) for name in proxies})
         row.update({f"reason.{name}": why for name, why in result.reasons.items()})
@@ -182,6 +236,63 @@ def score_architectures(
     if out is not None:
         write_csv(rows, proxies, out)
     return rows
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(table: dict[str, Any], source: str, seed: int, device: str | None) -> None:
+    """A scoring process: one torch thread (the processes share the cores), the space built once."""
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["space"] = SearchSpace.from_dict(table, source=source)
+    _WORKER["context"] = EvalContext(None, seed=seed, device=device)
+    _WORKER["seed"] = seed
+
+
+def _worker_score(text: str) -> dict[str, Any]:
+    space = _WORKER["space"]
+    candidate = space.candidate_from_arch(text)
+    candidate.seed = _WORKER["seed"]
+    return space.evaluator.evaluate(candidate, _WORKER["context"]).to_json()
+
+
+class _Progress:
+    """``scored 120/6466 (80 from the cache), 1.9 cells/s, about 55 min left`` on standard error, once a second."""
+
+    def __init__(self, total: int, cached: int) -> None:
+        self.total, self.cached, self.done = total, cached, cached
+        self.start = self.last = time.monotonic()
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= 1.0 or self.done == self.total:
+            self.last = now
+            self._print(now)
+
+    def _print(self, now: float) -> None:
+        fresh = self.done - self.cached
+        rate = fresh / max(now - self.start, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else math.inf
+        eta = f"about {_duration(left)} left" if math.isfinite(left) else "time left unknown"
+        print(
+            f"\rscored {self.done}/{self.total} ({self.cached} from the cache), {rate:.2f} cells/s, {eta}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def finish(self) -> None:
+        self._print(time.monotonic())
+        print(file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], proxies: Sequence[str], out: str | os.PathLike[str]) -> None:
@@ -209,6 +320,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None, help="score-cache file (default: $AUTOML_CACHE or automl-cache.db)")
     parser.add_argument("--no-cache", action="store_true", help="compute every score again")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    parser.add_argument("--workers", type=int, default=1, help="scoring processes, one torch thread each")
+    parser.add_argument("--progress", action="store_true", help="count, rate and time left on standard error")
     parser.add_argument(
         "--aggregate",
         default="",
@@ -242,6 +355,8 @@ def _run(args: argparse.Namespace) -> int:
         source=args.arch_file,
         aggregate=aggregate,
         aggregation=args.aggregation,
+        workers=args.workers,
+        progress=args.progress,
     )
     if args.out != "-":
         failed = sum(1 for row in rows if any(k.startswith("reason.") for k in row))
