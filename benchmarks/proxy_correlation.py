@@ -284,6 +284,8 @@ def aggregate_section(scores: dict[str, dict[str, float]], truth: dict[str, tupl
 
     archs = [a for a in scores if a in truth]
     rows = [scores[a] for a in archs]
+    if not rows or any(p not in rows[0] for p in BASELINE_AGGREGATE):
+        return [f"(rank aggregates need today's aggregate, {', '.join(BASELINE_AGGREGATE)}: not all scored)"]
     columns = [np.array([truth[a][c] for a in archs]) for c in (0, 1)]
     baseline = np.array(aggregate_within(rows, BASELINE_AGGREGATE, "mean_rank"))
     lines = [
