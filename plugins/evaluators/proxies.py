@@ -126,7 +126,10 @@ class ProxyEvaluator(Evaluator):
         self.aggregated = expand_aggregate(settings["aggregate"])
         names += [n for n in self.aggregated if n not in names]
         if not names:
-            raise SpaceError("needs at least 1 proxy, in proxies or aggregate", key="proxies")
+            raise SpaceError(
+                "missing required key 'proxies' (or an empty list): needs at least 1 proxy, in proxies or aggregate",
+                key="proxies",
+            )
         self.names = names
         options = settings["proxy_options"]
         for name, table in options.items():
