@@ -31,9 +31,28 @@ from scipy.stats import kendalltau, spearmanr
 
 import automl
 from automl import Batch, EvalContext, SearchSpace, get_registry
+from automl_plugins.evaluators.proxies import AGGREGATE_PRESETS
 from automl_plugins.proxies.score import record_to_arch
 
-CELL_PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "nwot", "synflow", "zen", "params", "flops"]
+CELL_PROXIES = [
+    "grad_norm",
+    "snip",
+    "grasp",
+    "fisher",
+    "jacob_cov",
+    "nwot",
+    "synflow",
+    "zen",
+    "params",
+    "flops",
+    "zico",
+    "meco",
+    "swap",
+    "az_expressivity",
+    "az_progressivity",
+    "az_trainability",
+    "az_complexity",
+]
 # Spearman ρ on CIFAR-10: Abdelfattah et al. 2021 (all 15,625 cells) and NAS-Bench-Suite-Zero (725 cells).
 PUBLISHED_RHO_C10 = {
     "grad_norm": 0.59,
@@ -47,6 +66,34 @@ PUBLISHED_RHO_C10 = {
     "flops": 0.71,
 }
 TARGET_RHO_C10 = {"synflow": 0.74, "nwot": 0.75, "jacob_cov": 0.70, "params": 0.72, "snip": 0.55, "grad_norm": 0.55}
+# Rank aggregates reported beside the single proxies (the sample itself is the reference pool).
+BASELINE_AGGREGATE = ("synflow", "nwot", "jacob_cov", "params")
+AGGREGATE_SETS: dict[str, tuple[str, ...]] = {
+    "baseline": BASELINE_AGGREGATE,
+    "default (shipped)": AGGREGATE_PRESETS["default"],
+    "az_nas": AGGREGATE_PRESETS["az_nas"],
+    "baseline + meco": (*BASELINE_AGGREGATE, "meco"),
+    "baseline + zico, meco": (*BASELINE_AGGREGATE, "zico", "meco"),
+    "baseline + az_nas": (
+        *BASELINE_AGGREGATE,
+        "az_expressivity",
+        "az_progressivity",
+        "az_trainability",
+        "az_complexity",
+    ),
+    "baseline + zico, meco, swap + az_nas": (
+        *BASELINE_AGGREGATE,
+        "zico",
+        "meco",
+        "swap",
+        "az_expressivity",
+        "az_progressivity",
+        "az_trainability",
+        "az_complexity",
+    ),
+}
+# AZ-NAS (Lee & Ham, CVPR 2024) on NAS-Bench-201 CIFAR-10: Spearman ρ about 0.9.
+PUBLISHED_AGGREGATE = {("az_nas", "log_rank"): "≈ 0.9 (AZ-NAS paper)"}
 TRANSFORMER_PROXIES = [
     "wpca",
     "params",
@@ -55,6 +102,7 @@ TRANSFORMER_PROXIES = [
     "activation_distance",
     "synaptic_saliency",
 ]
+WPCA_MEAN = 'wpca, reduce = "mean" (reference)'
 PUBLISHED_TAU_GLUE = {
     "head_confidence": 0.48,
     "params": 0.45,
@@ -214,6 +262,61 @@ def rho_nan_last(scores: dict[str, dict[str, float]], truth: dict[str, tuple[flo
     return float(spearmanr(x, [truth[a][0] for a in archs])[0])
 
 
+def bootstrap_rho(
+    x: np.ndarray, baseline: np.ndarray, y: np.ndarray, draws: int = 500, seed: int = 0
+) -> tuple[float, float, float, float]:
+    """ρ(x, y), its bootstrap standard error over the cells, ρ(x, y) − ρ(baseline, y) and that difference's SE."""
+    rng = np.random.default_rng(seed)
+    rho = float(spearmanr(x, y)[0])
+    delta = rho - float(spearmanr(baseline, y)[0])
+    rhos, deltas = [], []
+    for _ in range(draws):
+        i = rng.integers(0, len(y), len(y))
+        r = float(spearmanr(x[i], y[i])[0])
+        rhos.append(r)
+        deltas.append(r - float(spearmanr(baseline[i], y[i])[0]))
+    return rho, float(np.std(rhos)), delta, float(np.std(deltas))
+
+
+def aggregate_section(scores: dict[str, dict[str, float]], truth: dict[str, tuple[float, float]]) -> list[str]:
+    """Every aggregate of ``AGGREGATE_SETS`` whose proxies were scored, both aggregations, vs today's mean rank."""
+    from automl_plugins.evaluators.proxies import aggregate_within
+
+    archs = [a for a in scores if a in truth]
+    rows = [scores[a] for a in archs]
+    if not rows or any(p not in rows[0] for p in BASELINE_AGGREGATE):
+        return [f"(rank aggregates need today's aggregate, {', '.join(BASELINE_AGGREGATE)}: not all scored)"]
+    columns = [np.array([truth[a][c] for a in archs]) for c in (0, 1)]
+    baseline = np.array(aggregate_within(rows, BASELINE_AGGREGATE, "mean_rank"))
+    lines = [
+        (
+            f"Rank aggregates over the {len(archs)} scored cells (the sample is the reference pool; NaN ranked "
+            "last). Today's aggregate: the mean rank of synflow, nwot, jacob_cov and params; Δ is against it, "
+            "with bootstrap standard errors (500 resamples of the cells)."
+        ),
+        "",
+        (
+            "| aggregate | aggregation | ρ C-10 ± SE | today's ρ C-10 | Δ C-10 ± SE | ρ C-100 ± SE "
+            "| today's ρ C-100 | Δ C-100 ± SE | published ρ C-10 |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, proxies in AGGREGATE_SETS.items():
+        if any(p not in rows[0] for p in proxies):
+            continue
+        for aggregation in ("mean_rank", "log_rank"):
+            x = np.array(aggregate_within(rows, proxies, aggregation))
+            cells = []
+            for y in columns:
+                rho, se, delta, delta_se = bootstrap_rho(x, baseline, y)
+                today = float(spearmanr(baseline, y)[0])
+                cells.append(f"{rho:.3f} ± {se:.3f} | {today:.3f} | {delta:+.3f} ± {delta_se:.3f}")
+            published = PUBLISHED_AGGREGATE.get((name, aggregation), "—")
+            lines.append(f"| {name} | {aggregation} | {cells[0]} | {cells[1]} | {published} |")
+    lines += ["", "Proxies of each aggregate:"] + [f"- {n}: {', '.join(p)}" for n, p in AGGREGATE_SETS.items()]
+    return lines
+
+
 def timing(space: SearchSpace, archs: list[str], proxies: list[str]) -> tuple[dict[str, float], float]:
     """Mean ms per architecture for each proxy alone, and for all of them through the evaluator."""
     evaluator = space.evaluator
@@ -286,6 +389,9 @@ def flexibert_section(
         scores[str(record["id"])] = space.evaluator.evaluate(candidate, context).scores
         ms.append((time.perf_counter() - t0) * 1000.0)
         truth[str(record["id"])] = (record["glue"],)
+        if "wpca" in usable:
+            # The reference's composition: the sum over feed-forward blocks (one per layer) over their number.
+            scores[str(record["id"])][WPCA_MEAN] = scores[str(record["id"])]["wpca"] / len(record["encoder_layers"])
     lines = [
         (
             f"FlexiBERT: {len(scores)} encoders, task {task!r} ({seq_len} tokens × {batch_size or 32} sequences), "
@@ -296,7 +402,7 @@ def flexibert_section(
         "| proxy | Kendall τ vs GLUE | Spearman ρ vs GLUE | published τ |",
         "|---|---|---|---|",
     ]
-    for proxy in usable:
+    for proxy in usable + ([WPCA_MEAN] if "wpca" in usable else []):
         rho, tau, _ = correlations(scores, truth, proxy, 0)
         lines.append(f"| {proxy} | {tau:.3f} | {rho:.3f} | {PUBLISHED_TAU_GLUE.get(proxy, '—')} |")
     return lines
@@ -422,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{PUBLISHED_RHO_C10.get(proxy, '—')} | {mark} | {len(scores) - n} | "
             f"{rho_nan_last(scores, truth, proxy):.3f} |"
         )
+    print()
+    for line in aggregate_section(scores, truth):
+        print(line)
     if args.timing_sample:
         single, together = timing(space, archs[: args.timing_sample], proxies)
         print()

@@ -65,6 +65,10 @@ def methods(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     found = [
         (f"RoBoT (GP), T={T}", {"name": "robot", "budget": T, "sampler": "gp"}),
         (f"RoBoT (TPE), T={T}", {"name": "robot", "budget": T, "sampler": "tpe"}),
+        (
+            f"RoBoT (reference preset: raw min-max, GP-UCB κ=2.576, 1 random start), T={T}",
+            {"name": "robot", "budget": T, "preset": "reference"},
+        ),
     ]
     found += [
         (f"{p} alone (top-1, 1 query)", {"name": "proxy_then_oracle", "budget": 1, "proxies": [p]})

@@ -314,23 +314,52 @@ def test_proxy_options_are_validated_with_their_key():
     assert space.evaluator.proxies[0].settings["repeats"] == 2
 
 
-def test_rank_aggregate_is_the_mean_position_within_the_reference_pool():
-    space = tiny_space(["params", "synflow"], aggregate=["params", "synflow"], aggregate_pool=4)
+def direct_relative_rank(value, pool):
+    """The candidate's average rank among the pool and itself (NaN lowest), over their count."""
+    values = np.array([-np.inf if np.isnan(v) else v for v in [*pool, value]])
+    v = values[-1]
+    return (np.sum(values < v) + (np.sum(values == v) + 1) / 2) / len(values)
+
+
+@pytest.mark.parametrize("aggregation", ["mean_rank", "log_rank"])
+def test_rank_aggregate_combines_relative_ranks_within_the_reference_pool(aggregation):
+    space = tiny_space(
+        ["params", "synflow"], aggregate=["params", "synflow"], aggregate_pool=4, aggregation=aggregation
+    )
     assert "aggregate" in space.evaluator.metrics()
     context = EvalContext(None, seed=0, device="cpu", space=space)
     result = space.evaluator.evaluate(space.candidate_from_arch(GOOD_CELL), context)
     pool = space.evaluator._reference_pool(context)
-    expected = np.mean(
-        [
-            (np.sum(np.array(pool[n]) < result.scores[n]) + 0.5 * np.sum(np.array(pool[n]) == result.scores[n]))
-            / len(pool[n])
-            for n in ("params", "synflow")
-        ]
-    )
+    ranks = [direct_relative_rank(result.scores[n], pool[n]) for n in ("params", "synflow")]
+    expected = np.mean(ranks) if aggregation == "mean_rank" else np.sum(np.log(ranks))
     assert result.scores["aggregate"] == pytest.approx(expected)
-    assert 0.0 <= result.scores["aggregate"] <= 1.0
-    with pytest.raises(SpaceError):
-        tiny_space(["params"], aggregate=["synflow"])
+    assert all(0.0 < r <= 1.0 for r in ranks)
+
+
+def test_relative_ranks_put_nan_last_and_count_ties_half():
+    from automl_plugins.evaluators.proxies import aggregate_within, relative_rank, sorted_pool
+
+    pool = sorted_pool([1.0, 2.0, 2.0, float("nan")])
+    assert relative_rank(2.0, pool) == pytest.approx((2 + 1 + 1) / 5)  # 2 below (NaN, 1), rank among ties 3–5
+    assert relative_rank(float("nan"), pool) == pytest.approx(1.5 / 5)
+    assert relative_rank(3.0, pool) == 1.0
+    rows = [{"a": 1.0, "b": 3.0}, {"a": 2.0, "b": float("nan")}, {"a": 2.0, "b": 1.0}]
+    # ranks among the rows (scipy.stats.rankdata / N): a = 1, 2.5, 2.5; b = 3, 1, 2
+    assert aggregate_within(rows, ["a", "b"], "mean_rank") == pytest.approx([2 / 3, 3.5 / 6, 4.5 / 6])
+    expected = [math.log(1 / 3) + math.log(3 / 3), math.log(2.5 / 3) + math.log(1 / 3), math.log(2.5 / 3 * 2 / 3)]
+    assert aggregate_within(rows, ["a", "b"], "log_rank") == pytest.approx(expected)
+
+
+def test_aggregated_proxies_are_scored_and_az_nas_is_a_preset():
+    space = tiny_space(["params"], aggregate=["az_nas"], aggregate_pool=2)
+    names = space.evaluator.metrics()
+    assert names == ["params", "az_expressivity", "az_progressivity", "az_trainability", "az_complexity", "aggregate"]
+    default = tiny_space(["params"], aggregate=["default"], aggregate_pool=2).evaluator.metrics()
+    assert default[:5] == ["params", "synflow", "nwot", "jacob_cov", "meco"] and len(default) == 10
+    assert space.evaluator.settings["aggregation"] == "log_rank"
+    with pytest.raises(SpaceError) as err:
+        tiny_space(["params"], aggregate=["no_such_proxy"])
+    assert err.value.key == "evaluator.aggregate"
 
 
 # -- the score command and API -------------------------------------------------------------------------
@@ -406,3 +435,42 @@ def test_flexibert_records_are_reduced_to_their_architecture_keys():
         "encoder_layers": [{"operation_type": "SA"}],
     }
     assert _arch_text(f"  {GOOD_CELL} ") == GOOD_CELL
+
+
+def test_score_aggregates_ranks_among_the_files_architectures(tmp_path):
+    from scipy.stats import rankdata
+
+    from automl_plugins.proxies import score_architectures
+
+    write_space(tmp_path / "space.toml")
+    archs = [GOOD_CELL, EMPTY_CELL, "|nor_conv_1x1~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"]
+    for aggregation in ("log_rank", "mean_rank"):
+        rows = score_architectures(
+            archs, tmp_path / "space.toml", [], aggregate=["nwot", "params"], aggregation=aggregation, cache=False
+        )
+        nwot = [-np.inf if math.isnan(r["nwot"]) else r["nwot"] for r in rows]
+        ranks = [rankdata(nwot) / 3, rankdata([r["params"] for r in rows]) / 3]
+        expected = np.log(ranks).sum(axis=0) if aggregation == "log_rank" else np.mean(ranks, axis=0)
+        assert [r["aggregate"] for r in rows] == pytest.approx(list(expected))
+    assert rows[1]["aggregate"] == min(r["aggregate"] for r in rows)  # the empty cell: NaN nwot, fewest params
+
+
+def test_score_in_worker_processes_equals_one_process_and_scores_isomorphic_cells_once(tmp_path, capsys):
+    from automl.cache import ScoreCache
+    from automl_plugins.proxies import score_architectures
+
+    write_space(tmp_path / "space.toml")
+    # The last two cells are isomorphic (the zero edges into node 3 sit on different inputs): one candidate id.
+    copy_a = "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|none~1|none~2|"
+    copy_b = "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|none~2|"
+    archs = [GOOD_CELL, EMPTY_CELL, copy_a, copy_b]
+    one = score_architectures(archs, tmp_path / "space.toml", ["nwot", "params", "meco"], cache=False)
+    cache = ScoreCache(tmp_path / "c.db")
+    two = score_architectures(archs, tmp_path / "space.toml", ["nwot", "params", "meco"], cache=cache, workers=2)
+    for a, b in zip(one, two):
+        assert a.keys() == b.keys()
+        assert all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a), (a, b)
+    assert two[2]["params"] == two[3]["params"] and two[2]["nwot"] == two[3]["nwot"]
+    again = score_architectures(archs, tmp_path / "space.toml", ["nwot", "params", "meco"], cache=cache, progress=True)
+    assert cache.hits == 3 and [r["params"] for r in again] == [r["params"] for r in two]
+    assert "scored 3/3 (3 from the cache)" in capsys.readouterr().err

@@ -137,7 +137,7 @@ def pool_optimum(space) -> float:
     return max(TABLE[c.attrs["arch"]][0] for c in pool)
 
 
-@pytest.mark.parametrize("sampler", ["gp", "tpe"])
+@pytest.mark.parametrize("sampler", ["gp", "tpe", pytest.param("ucb", marks=pytest.mark.slow)])
 def test_robot_finds_the_optimum_when_a_proxy_is_the_oracle(storage, sampler):
     space = automl.SearchSpace.from_dict(space_dict(proxies=("oracle_proxy", "coin"), sampler=sampler))
     study = automl.search(space, storage=storage)
@@ -161,6 +161,44 @@ def test_queries_never_exceed_the_budget(storage, strategy):
     # A second run of a finished search spends nothing.
     again = automl.search(space_dict(strategy, n_trials=40), storage=storage, n_trials=10)
     assert queried(again) == archs
+
+
+def test_robot_reference_preset_is_raw_min_max_and_gp_ucb_with_one_random_start():
+    from automl_plugins.strategies.robot import RoBoT
+
+    oracle = {"name": "table", "benchmark": "nb201", "metrics": ["cifar10"]}
+    robot = RoBoT.configure({"oracle": oracle, "budget": 20, "preset": "reference", "transform": "signed_log"})
+    assert {k: robot.settings[k] for k in ("transform", "sampler", "kappa", "startup_trials")} == {
+        "transform": "none",
+        "sampler": "ucb",
+        "kappa": 2.576,
+        "startup_trials": 1,
+    }
+    # Raw min–max: (x − min) / (max − min) per proxy, by hand.
+    raw = np.array([[2.0, 1e30], [4.0, 3e30], [3.0, 2e30]])
+    assert normalize(raw, robot.settings["transform"]) == pytest.approx(np.array([[0, 0], [1, 1], [0.5, 0.5]]))
+
+
+def test_gp_ucb_picks_the_maximum_of_mean_plus_kappa_std():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import Matern
+
+    from automl_plugins.strategies.robot import GpUcb, maximise_ucb
+
+    ucb = GpUcb(1, seed=0, kappa=2.576, startup=1)
+    first = ucb.ask()
+    assert first.shape == (1,) and -1 <= first[0] <= 1  # the random start
+    points = np.array([[-0.8], [-0.2], [0.3], [0.9]])
+    values = np.array([1.0, 3.0, 2.0, 0.5])
+    kernel = Matern(length_scale=0.4, nu=2.5)
+    gp = GaussianProcessRegressor(kernel=kernel, alpha=1e-6, normalize_y=True, optimizer=None).fit(points, values)
+    grid = np.linspace(-1, 1, 4001)[:, None]
+    mean, std = gp.predict(grid, return_std=True)
+    direct = mean + 2.576 * std
+    chosen = maximise_ucb(gp, 2.576, np.random.default_rng(0), 1)
+    mean_c, std_c = gp.predict(chosen[None, :], return_std=True)
+    assert float(mean_c[0] + 2.576 * std_c[0]) == pytest.approx(direct.max(), abs=1e-5)
+    assert abs(chosen[0] - grid[np.argmax(direct), 0]) < 2e-3
 
 
 def test_a_repeated_argmax_costs_no_query(storage):

@@ -1,6 +1,12 @@
 """Built-in training-free proxies, and the ``automl score`` command that computes them for a list of architectures."""
 
 from automl import hookimpl
+from automl_plugins.proxies.aznas import (
+    AzComplexityProxy,
+    AzExpressivityProxy,
+    AzProgressivityProxy,
+    AzTrainabilityProxy,
+)
 from automl_plugins.proxies.counts import FlopsProxy, ParamsProxy
 from automl_plugins.proxies.gradients import (
     FisherProxy,
@@ -11,6 +17,7 @@ from automl_plugins.proxies.gradients import (
     SnipProxy,
 )
 from automl_plugins.proxies.lga import LgaProxy
+from automl_plugins.proxies.patterns import MecoProxy, SwapProxy
 from automl_plugins.proxies.recurrent import HiddenCovProxy
 from automl_plugins.proxies.score import SCORE_COMMAND, score_architectures
 from automl_plugins.proxies.synflow import SynflowProxy
@@ -22,6 +29,7 @@ from automl_plugins.proxies.transformer import (
     WpcaProxy,
 )
 from automl_plugins.proxies.zen import ZenProxy
+from automl_plugins.proxies.zico import ZicoProxy
 
 PROXIES = (
     ParamsProxy,
@@ -34,6 +42,13 @@ PROXIES = (
     JacobCovProxy,
     NwotProxy,
     ZenProxy,
+    ZicoProxy,
+    MecoProxy,
+    SwapProxy,
+    AzExpressivityProxy,
+    AzProgressivityProxy,
+    AzTrainabilityProxy,
+    AzComplexityProxy,
     LgaProxy,
     HiddenCovProxy,
     WpcaProxy,

@@ -8,6 +8,10 @@ al., ICML 2021). One forward on the labelled minibatch feeds all of them:
   reference does);
 - grad_norm, snip and fisher take ∂loss/∂(weights, layer outputs) from one backward of the loss;
 - grasp differentiates that gradient once more (Hessian-vector product H·g, g the gradient itself).
+
+The same forward also feeds the proxies of later papers that read it (``zico`` has its own pass):
+MeCo and SWAP (``patterns.py``) read every module's output and the ReLU codes, AZ-NAS (``aznas.py``)
+the outputs of the stem and of every cell, and the gradients between them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl import ProxyValue
+from automl import Option, ProxyValue
 from automl.passes import PassProxy, SharedPass
 from automl_plugins.proxies._linalg import correlation_eigen_score, log_determinant
 from automl_plugins.proxies._modules import scored_layers
@@ -27,8 +31,12 @@ from automl_plugins.proxies._modules import scored_layers
 class CellGradientPass(SharedPass):
     """Forward in train mode; then only the derivatives the requesting proxies need.
 
-    ``requires`` values: ``relu_codes`` (nwot kernel), ``input_jacobian`` (jacob_cov), ``weight_grads``
-    (grad_norm, snip), ``activation_grads`` (fisher), ``hessian_grad`` (grasp).
+    ``requires`` values: ``relu_codes`` (nwot kernel), ``relu_codes_by_name`` (nwot's reference
+    counting: every module whose class name contains "ReLU"), ``relu_patterns`` (SWAP: the distinct
+    binary codes of the ReLU units over the first ``samples`` samples, for each ``samples`` a requesting
+    proxy sets), ``module_min_eigen`` (MeCo), ``stage_features`` and ``stage_gradients`` (AZ-NAS),
+    ``input_jacobian`` (jacob_cov), ``weight_grads`` (grad_norm, snip), ``activation_grads`` (fisher),
+    ``hessian_grad`` (grasp).
     """
 
     def run(self) -> None:
@@ -38,18 +46,22 @@ class CellGradientPass(SharedPass):
         layers = scored_layers(model)
         outputs: dict[nn.Module, list[torch.Tensor]] = {}
         handles = []
-        kernel = None
         if "relu_codes" in self.needs:
-            kernel = torch.zeros(len(inputs), len(inputs), dtype=torch.float64, device=inputs.device)
-
-            def count_codes(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-                nonlocal kernel
-                # A pre-hook sees the ReLU's input before an in-place ReLU overwrites it.
-                codes = (args[0].detach() > 0).flatten(1).double()
-                kernel = kernel + codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T
-
-            handles += [m.register_forward_pre_hook(count_codes) for m in model.modules() if isinstance(m, nn.ReLU)]
-            self.results["relu_modules"] = len(handles)
+            handles += self._count_relu_codes(model, lambda m: isinstance(m, nn.ReLU), "kernel", "relu_modules")
+        if "relu_codes_by_name" in self.needs:
+            handles += self._count_relu_codes(
+                model, lambda m: "ReLU" in type(m).__name__, "kernel_by_name", "relu_modules_by_name"
+            )
+        if "relu_patterns" in self.needs:
+            handles += self._collect_patterns(model)
+        if "module_min_eigen" in self.needs:
+            handles += self._collect_min_eigen(model)
+        stages: list[torch.Tensor] = []
+        if self.needs & {"stage_features", "stage_gradients"}:
+            blocks = stage_blocks(model)
+            self.results["stage_blocks"] = None if blocks is None else len(blocks)
+            for block in blocks or []:
+                handles.append(block.register_forward_hook(lambda _m, _a, out: stages.append(out)))
         if "activation_grads" in self.needs:
 
             def keep_output(module: nn.Module, _args: object, output: torch.Tensor) -> None:
@@ -63,8 +75,15 @@ class CellGradientPass(SharedPass):
         finally:
             for handle in handles:
                 handle.remove()
-        if kernel is not None:
-            self.results["kernel"] = kernel
+        if "relu_patterns" in self.needs:
+            self.results["patterns"] = {
+                n: int(torch.unique(torch.cat(codes)).numel()) if codes else 0
+                for n, codes in self.results.pop("pattern_parts").items()
+            }
+        if stages:
+            self.results["stage_features"] = [f.detach() for f in stages]
+        if "stage_gradients" in self.needs and len(stages) > 1:
+            self.results["stage_gradients"] = stage_gradient_pairs(stages)
         if wants_jacobian:
             (jacobian,) = torch.autograd.grad(logits.sum(), x, retain_graph=True, allow_unused=True)
             self.results["jacobian"] = (torch.zeros_like(x) if jacobian is None else jacobian).detach()
@@ -97,6 +116,92 @@ class CellGradientPass(SharedPass):
                     if h is not None:
                         hessian_grads[index[id(w)]] = h.detach()
             self.results["hessian_grads"] = hessian_grads
+
+    def _count_relu_codes(self, model: nn.Module, chosen, key: str, count_key: str) -> list:
+        """Pre-hooks adding each chosen module's Hamming-agreement kernel of input codes to ``results[key]``."""
+        n = len(self.batch.inputs)
+        self.results[key] = torch.zeros(n, n, dtype=torch.float64, device=self.batch.inputs.device)
+
+        def count_codes(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            # A pre-hook sees the ReLU's input before an in-place ReLU overwrites it.
+            codes = (args[0].detach() > 0).flatten(1).double()
+            self.results[key] = self.results[key] + codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T
+
+        handles = [m.register_forward_pre_hook(count_codes) for m in model.modules() if chosen(m)]
+        self.results[count_key] = len(handles)
+        return handles
+
+    def _collect_patterns(self, model: nn.Module) -> list:
+        """Pre-hooks packing each ReLU unit's code over the first samples into one integer (SWAP)."""
+        wanted = sorted({int(p.settings["samples"]) for p in self.proxies if "samples" in p.settings})
+        parts: dict[int, list[torch.Tensor]] = {n: [] for n in wanted}
+        self.results["pattern_parts"] = parts
+
+        def pack(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            x = args[0]
+            if x.dim() != 4:  # the reference counts the ReLUs of feature maps only
+                return
+            for n in wanted:
+                codes = (x[:n].detach() > 0).flatten(1).long()  # samples × units
+                powers = 2 ** torch.arange(len(codes), device=codes.device, dtype=torch.long)
+                parts[n].append(torch.unique(powers @ codes))
+
+        return [m.register_forward_pre_hook(pack) for m in model.modules() if isinstance(m, nn.ReLU)]
+
+    def _collect_min_eigen(self, model: nn.Module) -> list:
+        """Forward hooks on every module: the smallest eigenvalue of its first sample's channel correlation."""
+        values: list[float] = []
+        self.results["min_eigen"] = values
+
+        def smallest(_module: nn.Module, _args: object, out: object) -> None:
+            if isinstance(out, torch.Tensor) and out.dim() >= 1:
+                values.append(channel_correlation_min_eigen(out[0].detach()))
+
+        return [m.register_forward_hook(smallest) for m in model.modules()]
+
+
+def channel_correlation_min_eigen(feature: torch.Tensor) -> float:
+    """MeCo's per-layer term: λ_min of the Pearson correlation of the channels (rows) of one sample's map.
+
+    ``feature`` is C × H × W (or C); undefined correlations (a constant channel, one position) are set
+    to 0 first, as the reference does.
+    """
+    rows = feature.reshape(feature.shape[0], -1).double()
+    if rows.shape[0] < 2 or rows.shape[1] < 2:
+        return 0.0  # every correlation undefined: the reference's zero matrix
+    corr = torch.corrcoef(rows)
+    corr = torch.nan_to_num(corr, nan=0.0, posinf=0.0, neginf=0.0)
+    return float(torch.linalg.eigvalsh(corr)[0])
+
+
+def stage_blocks(model: nn.Module) -> list[nn.Module] | None:
+    """The modules whose outputs AZ-NAS reads: the stem and every cell (``model.stem``, ``model.cells``).
+
+    The reference reads the NAS-Bench-201 network's stem output and the output of each of its cells
+    (reduction blocks included); a model without ``stem`` and ``cells`` has none (``None``).
+    """
+    stem, cells = getattr(model, "stem", None), getattr(model, "cells", None)
+    if not isinstance(stem, nn.Module) or not isinstance(cells, (nn.Sequential, nn.ModuleList)):
+        return None
+    return [stem, *cells]
+
+
+def stage_gradient_pairs(stages: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(g_in, g_out) for each consecutive pair of stage outputs, from the last pair to the first.
+
+    g_out is a Rademacher (±1) tensor of the later output's shape, drawn from the global generator;
+    g_in = (∂ later / ∂ earlier)ᵀ g_out, one vector-Jacobian product through the block between them.
+    """
+    pairs = []
+    for i in reversed(range(1, len(stages))):
+        later, earlier = stages[i], stages[i - 1]
+        g_out = (torch.bernoulli(torch.full_like(later, 0.5)) - 0.5) * 2
+        if not later.requires_grad:
+            pairs.append((torch.zeros_like(earlier), g_out))
+            continue
+        (g_in,) = torch.autograd.grad(later, earlier, g_out, retain_graph=True, allow_unused=True)
+        pairs.append((torch.zeros_like(earlier) if g_in is None else g_in.detach(), g_out))
+    return pairs
 
 
 def _finite(total: float, what: str) -> float | ProxyValue:
@@ -177,14 +282,36 @@ class JacobCovProxy(CellPassProxy):
 
 
 class NwotProxy(CellPassProxy):
+    """NASWOT (Mellor et al., ICML 2021): log|K| of the Hamming-agreement kernel of binary ReLU codes.
+
+    ``modules = "relu"`` (default, the paper's definition) counts the ``nn.ReLU`` modules;
+    ``modules = "reference"`` counts, as the authors' code does, every module whose class name
+    contains "ReLU": in NAS-Bench-201 the ``ReLUConvBN`` block as well as its own ReLU, so every
+    conv-edge ReLU is counted twice (a near-constant 5–8% offset, the same ranking).
+    """
+
     name = "nwot"
     description = "log|K|, K = Σ over ReLUs of the Hamming-agreement kernel of binary activation codes"
     requires = frozenset({"relu_codes"})
+    options = {
+        "modules": Option(
+            str,
+            default="relu",
+            choices=("relu", "reference"),
+            help="relu: nn.ReLU modules (paper); reference: every module named *ReLU* (authors' code)",
+        )
+    }
+
+    def __init__(self, **settings) -> None:
+        super().__init__(**settings)
+        self.by_name = settings["modules"] == "reference"
+        self.requires = frozenset({"relu_codes_by_name" if self.by_name else "relu_codes"})
 
     def read(self, shared):
-        if not shared.results.get("relu_modules"):
+        suffix = "_by_name" if self.by_name else ""
+        if not shared.results.get("relu_modules" + suffix):
             return ProxyValue.nan("nwot: the network has no ReLU modules")
-        value, reason = log_determinant(shared.results["kernel"].cpu().numpy())
+        value, reason = log_determinant(shared.results["kernel" + suffix].cpu().numpy())
         if reason:
             return ProxyValue.nan(f"nwot: {reason}")
         return value

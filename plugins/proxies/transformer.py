@@ -18,7 +18,8 @@ module that records ``last_projections`` (attention or not; the attention module
   ``source = "attention"``: Voita et al.'s head confidence, per attention module the mean over samples,
   heads and queries of the largest attention probability; summed over modules), ``softmax_confidence``
   (the reference's: the mean over the probabilities of the largest value across heads, summed over
-  modules),
+  modules; ``modules = "reference"`` adds the softmax the reference's Fourier and cosine layers compute
+  over their transformed blocks and discard),
   ``activation_distance`` (per feed-forward block, Σ_ij of the Hamming-agreement kernel c cᵀ + (1−c)(1−c)ᵀ
   of the tokens' binary activation codes, averaged over the sequences of the batch — the reference
   reads only the first; summed over blocks) and ``synaptic_saliency`` (Σ |W ⊙ ∂R/∂W| over the
@@ -31,6 +32,7 @@ module that records ``last_projections`` (attention or not; the attention module
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import ClassVar
 
 import numpy as np
@@ -133,6 +135,51 @@ def reference_init(model: nn.Module, seed: int) -> None:
                     nn.init.zeros_(module.bias)
 
 
+def reference_dct_matrix(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The unnormalised DCT-II the reference's cosine layers use: ``y_k = 2 Σ_n x_n cos(π k (2n + 1) / 2N)``."""
+    n = torch.arange(size, device=device, dtype=dtype)
+    return 2.0 * torch.cos(math.pi / size * (n[None, :] + 0.5) * n[:, None])
+
+
+def discarded_transform_softmax(module: nn.Module, projected: torch.Tensor) -> torch.Tensor | None:
+    """The softmax the reference's Fourier/cosine layer computes over its transformed blocks and discards.
+
+    ``projected`` is the layer's input projection (B×N×H); the blocks are B×heads×N×d, transformed by
+    ``fft2`` (real part) or the unnormalised 2-D DCT-II, then softmax over the last axis. ``None`` for a
+    module that is not a linear transform (no ``kind`` of DFT/DCT).
+    """
+    kind, heads = getattr(module, "kind", None), getattr(module, "heads", None)
+    if kind not in ("DFT", "DCT") or not heads:
+        return None
+    b, n, h = projected.shape
+    blocks = projected.view(b, n, heads, h // heads).transpose(1, 2)
+    if kind == "DFT":
+        mixed = torch.fft.fft2(blocks.float(), dim=(-2, -1)).real
+    else:
+        rows = reference_dct_matrix(n, projected.device, projected.dtype)
+        columns = reference_dct_matrix(h // heads, projected.device, projected.dtype)
+        mixed = rows @ blocks @ columns.T
+    return torch.softmax(mixed, dim=-1)
+
+
+def hidden_feed_forward_layers(model: nn.Module, first_layers: list[nn.Linear]) -> list[list[nn.Linear]]:
+    """Per feed-forward block, every Linear followed by an activation (all but the block's output layer)."""
+    firsts = {id(layer) for layer in first_layers}
+    blocks = []
+    for module in model.modules():
+        children = list(module.children()) if isinstance(module, nn.Sequential) else []
+        if any(id(child) in firsts for child in children):
+            blocks.append(
+                [
+                    child
+                    for child, after in pairwise(children)
+                    if isinstance(child, nn.Linear) and not isinstance(after, nn.Linear)
+                ]
+            )
+    covered = {id(layer) for block in blocks for layer in block}
+    return blocks + [[layer] for layer in first_layers if id(layer) not in covered]
+
+
 class TransformerPass(SharedPass):
     """Train mode, attention recorded, feed-forward pre-activations captured, backward of Σ outputs."""
 
@@ -155,7 +202,15 @@ class TransformerPass(SharedPass):
             handles = [
                 layer.register_forward_hook(lambda _m, _i, out: pre_activations.append(out.detach())) for layer in ffn
             ]
-        model.record_attention = bool(self.needs & {"attention", "projections"})
+        hidden: list[list[torch.Tensor]] = []
+        if "ffn_codes_every_layer" in self.needs:
+            for block in hidden_feed_forward_layers(model, ffn):
+                hidden.append([])
+                handles += [
+                    layer.register_forward_hook(lambda _m, _i, out, into=hidden[-1]: into.append(out.detach()))
+                    for layer in block
+                ]
+        model.record_attention = bool(self.needs & {"attention", "projections", "transform_softmax"})
         try:
             # The reference differentiates the encoder's last hidden states, not a task head's outputs.
             outputs = model.encode(inputs) if hasattr(model, "encode") else model(inputs)
@@ -172,7 +227,15 @@ class TransformerPass(SharedPass):
                 None if getattr(m, "last_projections", None) is None else [t.detach() for t in m.last_projections]
                 for m in projecting
             ]
+        if "transform_softmax" in self.needs:
+            self.results["transform_softmax"] = [
+                softmax
+                for m in projecting
+                if getattr(m, "last_projections", None)
+                and (softmax := discarded_transform_softmax(m, m.last_projections[0].detach())) is not None
+            ]
         self.results["ffn_pre_activations"] = pre_activations
+        self.results["ffn_hidden_pre_activations"] = hidden
         if "saliency" in self.needs:
             saliency_layers = feed_forward_linears(model, ffn)
             weights = [layer.weight for layer in saliency_layers]
@@ -254,21 +317,79 @@ class HeadConfidenceProxy(TransformerPassProxy):
 
 
 class SoftmaxConfidenceProxy(TransformerPassProxy):
+    """Σ over attention modules of the mean largest attention probability across heads.
+
+    ``modules = "attention"`` (default): the attention probabilities only, so an encoder without attention
+    scores 0. ``modules = "reference"``: also the softmax the reference's Fourier and cosine layers compute
+    over their transformed head blocks (B×heads×N×d, softmax over d) and discard, which its softmax hook
+    catches; the cosine layers' transform is then the reference's unnormalised DCT-II.
+    """
+
     name = "softmax_confidence"
     description = "Σ over attention modules of the mean largest attention probability across heads"
     requires = frozenset({"attention"})
+    options: ClassVar[dict[str, Option]] = {
+        **TransformerPassProxy.options,
+        "modules": Option(
+            str,
+            default="attention",
+            choices=("attention", "reference"),
+            help="attention: attention softmaxes; reference: also the discarded softmax of Fourier/cosine layers",
+        ),
+    }
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        if settings.get("modules") == "reference":
+            self.requires = frozenset({"attention", "transform_softmax"})
 
     def read(self, shared):
-        values = [float(a.max(dim=1).values.mean()) for a in shared.results["attention"]]
+        maps = list(shared.results["attention"])
+        if self.settings["modules"] == "reference":
+            maps += shared.results["transform_softmax"]
+        values = [float(a.max(dim=1).values.mean()) for a in maps]
         return self.reduce(values, "recorded attention")
 
 
+def agreement_total(codes: torch.Tensor) -> torch.Tensor:
+    """Σ_ij of c cᵀ + (1−c)(1−c)ᵀ over the tokens (rows) of each sequence of a B×N×D′ code tensor."""
+    return (codes @ codes.transpose(1, 2) + (1 - codes) @ (1 - codes).transpose(1, 2)).sum(dim=(1, 2))
+
+
 class ActivationDistanceProxy(TransformerPassProxy):
+    """Σ over feed-forward blocks of the Hamming-agreement kernel total of the tokens' activation codes.
+
+    ``form = "default"``: the first feed-forward layer of each block, averaged over the sequences of the
+    minibatch. ``form = "reference"``: as the reference hooks the activation function, the codes after
+    every hidden feed-forward layer of a block (one to three), each a term, of the first sequence only.
+    """
+
     name = "activation_distance"
     description = "Σ over feed-forward blocks of the Hamming-agreement kernel total of tokens' activation codes"
     requires = frozenset({"ffn_codes"})
+    options: ClassVar[dict[str, Option]] = {
+        **TransformerPassProxy.options,
+        "form": Option(
+            str,
+            default="default",
+            choices=("default", "reference"),
+            help="default: first layer, batch mean; reference: every hidden layer, first sequence",
+        ),
+    }
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        if settings.get("form") == "reference":
+            self.requires = frozenset({"ffn_codes_every_layer"})
 
     def read(self, shared):
+        if self.settings["form"] == "reference":
+            values = [
+                float(agreement_total((pre[:1] > 0).double().reshape(1, -1, pre.shape[-1]))[0])
+                for block in shared.results["ffn_hidden_pre_activations"]
+                for pre in block
+            ]
+            return self.reduce(values, "feed-forward blocks")
         values = []
         for pre in shared.results["ffn_pre_activations"]:
             # Codes of ReLU/GELU outputs: positive exactly where the pre-activation is positive.
