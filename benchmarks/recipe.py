@@ -8,7 +8,7 @@ seeds, its difference to the baseline, and seconds per epoch. Choices come from 
 declared options, so a choice added to a dimension appears here without editing this file; a choice
 that does not apply to this cell (a transformer-only normalization) is listed with the reason.
 
-    python benchmarks/recipe.py [--seeds 0 1 2] [--epochs 4] [--only normalization loss]
+    python benchmarks/recipe.py [--seeds 0 1 2] [--epochs 4] [--only normalization loss] [--cell CELL]
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def train(dim_table: dict[str, Any] | None, seed: int, args: argparse.Namespace)
         }
     )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    study.enqueue_trial(space.arch_params(CELL))
+    study.enqueue_trial(space.arch_params(args.cell))
     candidate = space.sample(study.ask())  # the cell fixed, the one choice of the recipe dimension taken
     result = automl.evaluate(candidate, space.evaluator, seed=seed, device="cpu")
     return result.scores["val_accuracy"], result.info["train_seconds"] / args.epochs
@@ -90,7 +90,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--only", nargs="+", default=None, help="dimensions to measure (default: all)")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="dimensions to measure (default: all; none: the baseline)"
+    )
+    parser.add_argument("--cell", default=CELL, help="the NB201 cell every row trains (default: a ResNet-like cell)")
     args = parser.parse_args()
     import torch
 
