@@ -34,6 +34,8 @@ CHOICE_OPTION = {
     "quantization": "weight_bits",
     "data_pruning": "scores",
 }
+# Transformer-only dimensions (layernorm_removal) and choices (pre_rms, pre_crms) are measured on a
+# transformer in benchmarks/recipe_methods.py.
 FIXED: dict[str, dict[str, Any]] = {
     "normalization": {"groups": [4]},
     "loss": {
@@ -47,6 +49,13 @@ FIXED: dict[str, dict[str, Any]] = {
     "quantization": {"activation_bits": [8], "granularities": ["per_channel"], "schemes": ["symmetric"]},
     "data_pruning": {"fractions": [0.7], "keep": ["auto"]},
 }
+# Further choices of a dimension, each row with the baseline's choice of the main option: (dimension, table).
+EXTRA_ROWS: list[tuple[str, str, dict[str, Any]]] = [
+    ("quantization", "dorefa W4 A8 G8", {"weight_bits": [4], "methods": ["dorefa"], "gradient_bits": [8]}),
+    ("quantization", "W4 A8, first 50% of steps in full precision", {"weight_bits": [4], "fp_fractions": [0.5]}),
+    ("dynamic_pruning", "FTWT gate, mass 0.9", {"gate": [True], "masses": [0.9]}),
+    ("dynamic_pruning", "FTWT gate, mass 1.0", {"gate": [True], "masses": [1.0]}),
+]
 # Choices measured by another benchmark or task: embeddings need Recall@1 (benchmarks/losses.py).
 SKIP = {("loss", "multi_similarity"): "trains embeddings: Recall@1 in benchmarks/losses.py"}
 
@@ -62,6 +71,10 @@ def rows_to_run(only: list[str] | None) -> list[tuple[str, Any, dict[str, Any] |
         for choice in declared.choices or declared.default:
             table_ = {"name": dim, option: [choice], **FIXED.get(dim, {})}
             rows.append((dim, choice, table_, SKIP.get((dim, choice))))
+    for dim, label, extra in EXTRA_ROWS:
+        if (only and dim not in only) or dim not in registry.names("dimensions"):
+            continue
+        rows.append((dim, label, {"name": dim, **FIXED.get(dim, {}), **extra}, None))
     return rows
 
 
