@@ -109,7 +109,7 @@ def _cnn(seed: int, only: str | None) -> Iterator[tuple[str, float, str]]:
         start = time.perf_counter()
         result = train_candidate(candidate, CNN_SETTINGS, device=default_device())
         info = result.info
-        extra = f"size_bits={info['costs']['size_bits']:.0f} flops={info['costs']['flops']:.0f}"
+        extra = f"size_bits={result.costs['size_bits']:.0f} flops={result.costs['flops']:.0f}"
         if "ftwt_flops" in info:
             extra += f" ftwt_flops={info['ftwt_flops']:.0f} active={info['ftwt_active_fraction']:.3f}"
         yield label, result.scores["val_accuracy"], f"{extra} {time.perf_counter() - start:.0f}s"
@@ -132,7 +132,7 @@ def _transformer(seed: int, only: str | None) -> Iterator[tuple[str, float, str]
         candidate.seed = seed
         start = time.perf_counter()
         result = train_candidate(candidate, TRANSFORMER_SETTINGS, device=default_device())
-        extra = f"val_loss={result.scores['val_loss']:.3f} params={result.info['costs']['params']:.0f}"
+        extra = f"val_loss={result.scores['val_loss']:.3f} params={result.costs['params']:.0f}"
         if removal:
             extra += f" before_removal={result.info['val_accuracy_before_post_training']:.4f}"
         yield label, result.scores["val_accuracy"], f"{extra} {time.perf_counter() - start:.0f}s"
