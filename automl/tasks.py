@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,9 +41,9 @@ class Task(Configurable):
     num_classes: int = 0
     vocab_size: int = 0
 
+    @abstractmethod
     def split(self, name: str) -> Batch:
         """The whole split ``"train"``, ``"val"`` or ``"test"`` as tensors on the CPU."""
-        raise NotImplementedError
 
     def batch(self, size: int | None = None, *, seed: int = 0, split: str = "train") -> Batch:
         """A minibatch drawn from ``split`` with a fixed seed: the same seed gives the same batch."""

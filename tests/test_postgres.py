@@ -14,35 +14,10 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 from postgres_server import postgres_server, server_binaries
+from test_workers import SPACE  # the shared-study space the worker tests use
 
 from automl.errors import StorageError
 from automl.storage import open_storage
-
-SPACE = """
-[study]
-name = "shared"
-n_trials = 8
-seed = 0
-sampler = "random"
-
-[task]
-name = "digits"
-batch_size = 16
-image_size = 8
-
-[[dimensions]]
-name = "nb201"
-channels = 4
-cells_per_stage = 1
-
-[evaluator]
-name = "proxies"
-proxies = ["params"]
-
-[[objectives]]
-metric = "params"
-direction = "minimize"
-"""
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ one) is looked up instead of queried again, and a re-run resumes where the last 
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -142,9 +143,9 @@ class OracleStrategy(Strategy):
         finally:
             self.record(context, queries, extra, status)
 
+    @abstractmethod
     def search(self, context: SearchContext, queries: Queries, extra: dict[str, Any]) -> None:
         """Spend the queries; put what the study should remember (weights, ...) in ``extra``."""
-        raise NotImplementedError
 
     def seed_for(self, context: SearchContext) -> int:
         return context.seed if self.settings["seed"] is None else self.settings["seed"]

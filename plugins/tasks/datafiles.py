@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -214,8 +215,9 @@ class DataTask(Task):
         self._splits = self.load()
         self._fingerprint: str | None = None
 
+    @abstractmethod
     def load(self) -> dict[str, Batch]:
-        raise NotImplementedError
+        """Every split the data has, read once when the task is configured."""
 
     def split(self, name: str) -> Batch:
         if name not in self._splits:

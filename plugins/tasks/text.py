@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import re
+from abc import abstractmethod
 from collections import Counter
 from typing import Any
 
@@ -132,8 +133,9 @@ class TextTask(Task):
             cache[name] = self._make_split(name)
         return cache[name]
 
+    @abstractmethod
     def _make_split(self, name: str) -> Batch:
-        raise NotImplementedError
+        """Split ``name``, built once (``split`` keeps it)."""
 
     def _generator(self, name: str) -> torch.Generator:
         return torch.Generator().manual_seed(self.settings["split_seed"] * 10 + SPLITS.index(name))
