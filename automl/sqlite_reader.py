@@ -81,6 +81,9 @@ def _with_study(url: str | None, study_name: str, read: Callable[[sqlite3.Connec
     except sqlite3.Error:
         return None
     try:
+        # One read transaction: every SELECT sees the same snapshot, so a trial a writer completes meanwhile
+        # cannot appear COMPLETE without the values read a query earlier.
+        connection.execute("BEGIN")
         version = connection.execute("SELECT version_num FROM alembic_version").fetchone()
         if version is None or version[0] not in KNOWN_SCHEMAS:
             return None

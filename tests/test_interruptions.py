@@ -111,7 +111,8 @@ def wait_for(condition, timeout: float = 120.0) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("storage", ["sqlite:///crash.db", "runs/sub/crash.log"])
 def test_kill_9_at_random_moments_loses_nothing_and_resume_leaves_nothing_running(site, tmp_path, storage):
-    (tmp_path / "space.toml").write_text(space_text(0.15, n_trials=20))
+    # Trials long enough that a kill soon after one is seen RUNNING lands inside it, even on a loaded machine.
+    (tmp_path / "space.toml").write_text(space_text(0.8, n_trials=12))
     rng = random.Random(0)
     completed_before: set[int] = set()
     for _ in range(3):
@@ -119,7 +120,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_resume_leaves_nothing_runnin
         have = len(completed_before)
         wait_for(lambda have=have: sum(t.state == TrialState.COMPLETE for t in trials_of(storage)) > have)
         wait_for(lambda: any(t.state == TrialState.RUNNING for t in trials_of(storage)))
-        time.sleep(rng.uniform(0.0, 0.15))  # a random moment inside a trial
+        time.sleep(rng.uniform(0.0, 0.2))  # a random moment inside a trial
         process.kill()
         process.wait()
         done = {t.number for t in trials_of(storage) if t.state == TrialState.COMPLETE}
@@ -133,7 +134,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_resume_leaves_nothing_runnin
     assert not [t.number for t in trials if t.state == TrialState.RUNNING]
     dead = [t for t in trials if t.state == TrialState.FAIL]
     assert dead and all(t.user_attrs["failure"] == DEAD_REASON for t in dead)
-    assert sum(t.state != TrialState.RUNNING for t in trials) >= 20
+    assert sum(t.state != TrialState.RUNNING for t in trials) >= 12
     assert completed_before <= {t.number for t in trials if t.state == TrialState.COMPLETE}
 
 
