@@ -28,7 +28,7 @@ import automl
 from automl.report import table
 from automl_plugins.evaluators.training import train_candidate
 
-SAMPLINGS = ("uniform", "pada")  # the path samplings the supernet evaluator implements
+SAMPLINGS = ("uniform", "pada", "few_shot")  # the path samplings the supernet evaluator implements
 
 
 def space(args: argparse.Namespace, sampling: str, folder: str) -> automl.SearchSpace:
@@ -51,6 +51,8 @@ def space(args: argparse.Namespace, sampling: str, folder: str) -> automl.Search
                 "lr": args.lr,
                 "max_train_samples": args.train_samples,
                 "sampling": sampling,
+                "few_shot_splits": args.few_shot_splits,
+                "gm_repeats": args.gm_repeats,
                 "calibration_batches": args.calibration_batches,
                 "weights_dir": folder,
             },
@@ -71,6 +73,9 @@ def main() -> None:
     parser.add_argument("--calibration-batches", type=int, default=8)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samplings", default=",".join(SAMPLINGS), help="comma-separated path samplings")
+    parser.add_argument("--few-shot-splits", type=int, default=2, help="few_shot: split rounds (2: four sub-supernets)")
+    parser.add_argument("--gm-repeats", type=int, default=100, help="few_shot: minibatches of the gradient matching")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
@@ -97,12 +102,16 @@ def main() -> None:
             print(f"stand-alone {len(standalone)}/{len(candidates)}: {standalone[-1]:.3f}", file=sys.stderr, flush=True)
 
         rows = []
-        for sampling in SAMPLINGS:
+        for sampling in args.samplings.split(","):
             sp = space(args, sampling, folder)
             evaluator = sp.evaluator
             start = time.perf_counter()
-            evaluator.supernet(sp.candidate(params[0]), args.seed, torch.device(args.device))
+            _, trained = evaluator.supernet(sp.candidate(params[0]), args.seed, torch.device(args.device))
             train_s = time.perf_counter() - start
+            if sampling == "few_shot":
+                for split in trained["info"]["splits"]:
+                    print(f"few_shot split: {split}", file=sys.stderr)
+                sampling = f"few_shot ({trained['info']['sub_supernets']} sub-supernets)"
             shared, shared_s = [], []
             for p in params:
                 candidate = sp.candidate(p)

@@ -18,7 +18,8 @@ forward before each sub-network's evaluation) and measuring validation and test 
 
 Simplifications (see the README): the supernet is trained with float activations (a candidate's
 activation quantizers learn their range during the recalibration pass, as post-training calibration);
-BatchNorm is the only normalization it covers; few-shot splitting is not implemented. EQ-Net's
+BatchNorm is the only normalization it covers. ``sampling = "few_shot"`` trains sub-supernets split by
+gradient matching (GM-NAS, see ``gmnas.py``); a candidate is scored with the one that covers its path. EQ-Net's
 weight-distribution regularisation (``wdr_kurtosis``, ``wdr_skewness``) and group progressive guidance
 (``gpg_subnets``) are options (see ``eqnet.py``). ``sampling = "pada"`` draws paths and examples by gradient
 importance (PA&DA, see ``pada.py``).
@@ -27,6 +28,7 @@ importance (PA&DA, see ``pada.py``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -46,6 +48,7 @@ from automl.cache import CACHE_ENV, DEFAULT_CACHE
 from automl_plugins.architectures.nb201.space import EDGES, OPERATIONS
 from automl_plugins.architectures.nb201.supernet import LayerQuant, NB201Supernet, SuperCell, inherit
 from automl_plugins.evaluators.eqnet import kurtosis_loss, progressive_guidance_loss, skewness_loss
+from automl_plugins.evaluators.gmnas import split_edge_scores, split_epochs
 from automl_plugins.evaluators.pada import (
     example_gradient_norms,
     example_probabilities,
@@ -54,11 +57,12 @@ from automl_plugins.evaluators.pada import (
 )
 from automl_plugins.evaluators.training import evaluate_model
 
-SAMPLING = ("uniform", "pada")
+SAMPLING = ("uniform", "pada", "few_shot")
 FILE_VERSION = 1
 # The settings that change the supernet's weights (the rest only change how candidates are scored).
 TRAINING_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "grad_clip")
 TRAINING_KEYS += ("max_train_samples", "sampling", "wdr_kurtosis", "wdr_skewness", "gpg_subnets")
+FEW_SHOT_KEYS = ("few_shot_splits", "gm_repeats")  # in the key only when sampling = "few_shot"
 
 
 def weights_folder(settings: Mapping[str, Any]) -> Path:
@@ -120,15 +124,33 @@ class SupernetSpec:
         return [at(max(self.bits)), *middle, at(min(self.bits))]
 
     def sample(
-        self, supernet: NB201Supernet, rng: random.Random, op_weights: Sequence[float] | None = None
+        self,
+        supernet: NB201Supernet,
+        rng: random.Random,
+        op_weights: Sequence[float] | None = None,
+        allowed: Sequence[Sequence[str]] | None = None,
     ) -> tuple[tuple[str, ...], dict[str, LayerQuant]]:
         """One path and quantization setting, uniformly from the space's choices (as its dimensions draw
-        them), or operations drawn by ``op_weights`` (PA&DA)."""
-        if op_weights is None:
-            path = tuple(rng.choice(self.operations) for _ in EDGES)
-        else:
+        them; ``allowed``: a few-shot sub-supernet's operations per edge), or operations drawn by
+        ``op_weights`` (PA&DA)."""
+        if op_weights is not None:
             path = tuple(rng.choices(self.operations, weights=op_weights, k=len(EDGES)))
+        elif allowed is not None:
+            path = tuple(rng.choice(list(ops)) for ops in allowed)
+        else:
+            path = tuple(rng.choice(self.operations) for _ in EDGES)
         return path, self.quantization(path_layers(supernet, path), rng)
+
+    def shared_quantization(
+        self, supernet: NB201Supernet, paths: Sequence[tuple[str, ...]], rng: random.Random
+    ) -> dict[tuple[str, ...], dict[str, LayerQuant]]:
+        """One quantization draw over the layers of all ``paths`` (GM-NAS's matching): each path gets
+        its layers' settings from it, so layers the paths share are quantized alike."""
+        names = sorted({name for path in paths for name in path_layers(supernet, path)})
+        drawn = self.quantization(names, rng)
+        if not drawn:
+            return {path: {} for path in paths}
+        return {path: {n: drawn[n] for n in path_layers(supernet, path)} for path in paths}
 
     def quantization(self, names: Sequence[str], rng: random.Random) -> dict[str, LayerQuant]:
         """A quantization setting of the layers ``names``, uniformly from the space's choices ({}: float)."""
@@ -178,7 +200,9 @@ def supernet_key(candidate: Any, settings: Mapping[str, Any], seed: int) -> str:
             "version": FILE_VERSION,
             "task": {"name": task.name, **task.settings},
             "dimensions": candidate.canonical().get("__dimensions__", []),
-            "supernet": {k: settings[k] for k in TRAINING_KEYS},
+            "supernet": {
+                k: settings[k] for k in TRAINING_KEYS + (FEW_SHOT_KEYS if settings["sampling"] == "few_shot" else ())
+            },
             "seed": seed,
             "data": task.fingerprint(),
         },
@@ -228,6 +252,37 @@ def train_supernet(
         return _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoch)
 
 
+class _Branch:
+    """One (sub-)supernet being trained: the operations it allows per edge, its weights and optimizer."""
+
+    def __init__(self, allowed, model, optimizer, scheduler) -> None:
+        self.allowed: list[list[str]] = [list(ops) for ops in allowed]
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+
+
+def _make_branch(spec, settings, allowed, model, total_steps) -> _Branch:
+    params = list(model.parameters())
+    if settings["optimizer"] == "adam":
+        optimizer = torch.optim.Adam(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    else:
+        optimizer = torch.optim.SGD(
+            params, lr=settings["lr"], momentum=settings["momentum"], weight_decay=settings["weight_decay"]
+        )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)
+    return _Branch(allowed, model, optimizer, scheduler)
+
+
+def _child(spec, settings, parent: _Branch, edge: int, group: Sequence[str], total_steps: int) -> _Branch:
+    """A sub-supernet of ``parent`` allowing only ``group`` on ``edge``: its weights, optimizer and
+    schedule state copied (GM-NAS's children go on from the parent's state, ``restart = none``)."""
+    allowed = [list(ops) for ops in parent.allowed]
+    allowed[edge] = list(group)
+    branch = _make_branch(spec, settings, allowed, copy.deepcopy(parent.model), total_steps)
+    branch.optimizer.load_state_dict(parent.optimizer.state_dict())
+    branch.scheduler.load_state_dict(parent.scheduler.state_dict())
+    return branch
+
+
 def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoch) -> dict[str, Any]:
     start_time = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
@@ -236,32 +291,38 @@ def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoc
     train = _training_data(task, settings, seed).to(device)
     batch_size = settings["batch_size"] or task.settings.get("batch_size", 64)
     steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
-    params = list(supernet.parameters())
-    if settings["optimizer"] == "adam":
-        optimizer = torch.optim.Adam(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
-    else:
-        optimizer = torch.optim.SGD(
-            params, lr=settings["lr"], momentum=settings["momentum"], weight_decay=settings["weight_decay"]
-        )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps_per_epoch * settings["epochs"])
+    total_steps = steps_per_epoch * settings["epochs"]
+    full = [list(spec.operations) for _ in EDGES]
+    branches = [_make_branch(spec, settings, full, supernet, total_steps)]
     order_gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     first_epoch, seconds_before, resumed_from = 1, 0.0, None
     pada = settings["sampling"] == "pada"
+    few_shot = settings["sampling"] == "few_shot"
+    split_at = split_epochs(settings["epochs"], settings["few_shot_splits"]) if few_shot else []
+    splits: list[dict[str, Any]] = []
     op_prob = [1.0 / len(spec.operations)] * len(spec.operations)
     data_prob: torch.Tensor | None = None
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        supernet.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        saved = state.get("branches") or [
+            {"allowed": full, "model": state["model"], "optimizer": state["optimizer"], "scheduler": state["scheduler"]}
+        ]
+        branches = []
+        for entry in saved:
+            model = spec.build(task).to(device)
+            model.load_state_dict(entry["model"])
+            branch = _make_branch(spec, settings, entry["allowed"], model, total_steps)
+            branch.optimizer.load_state_dict(entry["optimizer"])
+            branch.scheduler.load_state_dict(entry["scheduler"])
+            branches.append(branch)
         order_gen.set_state(state["order_gen"])
         rng.setstate(state["rng"])
         first_epoch = resumed_from = state["epoch"] + 1
         op_prob, data_prob = state["op_prob"], state["data_prob"]
         seconds_before = state["seconds"]
+        splits = state.get("splits", [])
     criterion = nn.CrossEntropyLoss()
-    supernet.train()
     for epoch in range(first_epoch, settings["epochs"] + 1):
         if data_prob is None:
             order = torch.randperm(len(train), generator=order_gen)
@@ -271,59 +332,76 @@ def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoc
         importance = [0.0] * len(spec.operations)
         score_sum = torch.zeros(len(train), dtype=torch.float64)
         score_count = torch.zeros(len(train), dtype=torch.float64)
-        for first in range(0, len(train), batch_size):
-            index = order[first : first + batch_size]
-            if len(index) < 2:
-                continue  # a batch of one breaks batch normalization
-            path, quant = spec.sample(supernet, rng, op_prob if pada else None)
-            inputs, targets = train.inputs[index], train.targets[index]
-            optimizer.zero_grad(set_to_none=True)
-            if settings["wdr_kurtosis"] or settings["wdr_skewness"]:
-                weights = [m.weight for _, m in supernet.elastic_layers()]
-                wdr = settings["wdr_kurtosis"] * kurtosis_loss(weights)
-                (wdr + settings["wdr_skewness"] * skewness_loss(weights)).backward()
-            if settings["gpg_subnets"] > 1:
-                teacher = logits = None
-                for setting in spec.guidance_chain(supernet, path, rng, settings["gpg_subnets"]):
-                    supernet.set_path(path, setting)
-                    out = supernet(inputs)
-                    if teacher is None:
-                        criterion(out, targets).backward()
-                        logits = out
-                    else:
-                        progressive_guidance_loss(out, teacher, targets).backward()
-                    teacher = out.detach()
-            else:
-                supernet.set_path(path, quant)
-                logits = supernet(inputs)
-                criterion(logits, targets).backward()
-            if settings["grad_clip"]:
-                nn.utils.clip_grad_norm_(params, settings["grad_clip"])
-            optimizer.step()
-            scheduler.step()
-            if pada:
-                norms = example_gradient_norms(logits, train.targets[index]).double().cpu()
-                score_sum.index_add_(0, index.cpu(), norms)
-                score_count.index_add_(0, index.cpu(), torch.ones_like(norms))
-                importance = fold_operation_importance(
-                    importance, _operation_grad_norms(supernet, path), _uses(path), spec.operations
+        for branch in branches:
+            supernet, optimizer, scheduler = branch.model, branch.optimizer, branch.scheduler
+            params = list(supernet.parameters())
+            supernet.train()
+            for first in range(0, len(train), batch_size):
+                index = order[first : first + batch_size]
+                if len(index) < 2:
+                    continue  # a batch of one breaks batch normalization
+                path, quant = spec.sample(
+                    supernet, rng, op_prob if pada else None, branch.allowed if few_shot else None
                 )
+                inputs, targets = train.inputs[index], train.targets[index]
+                optimizer.zero_grad(set_to_none=True)
+                if settings["wdr_kurtosis"] or settings["wdr_skewness"]:
+                    weights = [m.weight for _, m in supernet.elastic_layers()]
+                    wdr = settings["wdr_kurtosis"] * kurtosis_loss(weights)
+                    (wdr + settings["wdr_skewness"] * skewness_loss(weights)).backward()
+                if settings["gpg_subnets"] > 1:
+                    teacher = logits = None
+                    for setting in spec.guidance_chain(supernet, path, rng, settings["gpg_subnets"]):
+                        supernet.set_path(path, setting)
+                        out = supernet(inputs)
+                        if teacher is None:
+                            criterion(out, targets).backward()
+                            logits = out
+                        else:
+                            progressive_guidance_loss(out, teacher, targets).backward()
+                        teacher = out.detach()
+                else:
+                    supernet.set_path(path, quant)
+                    logits = supernet(inputs)
+                    criterion(logits, targets).backward()
+                if settings["grad_clip"]:
+                    nn.utils.clip_grad_norm_(params, settings["grad_clip"])
+                optimizer.step()
+                scheduler.step()
+                if pada:
+                    norms = example_gradient_norms(logits, train.targets[index]).double().cpu()
+                    score_sum.index_add_(0, index.cpu(), norms)
+                    score_count.index_add_(0, index.cpu(), torch.ones_like(norms))
+                    importance = fold_operation_importance(
+                        importance, _operation_grad_norms(supernet, path), _uses(path), spec.operations
+                    )
         if pada:
             tau = (epoch - 1) / settings["epochs"]
             op_prob = operation_probabilities(importance, tau)
             scores = torch.where(score_count > 0, score_sum / score_count.clamp(min=1), torch.zeros_like(score_sum))
             data_prob = example_probabilities(scores, tau)
+        if epoch in split_at:
+            branches = _split_all(
+                spec, settings, branches, train, batch_size, order_gen, rng, epoch, splits, total_steps
+            )
         if epoch % settings["checkpoint_every"] == 0 and epoch < settings["epochs"]:
             _save(
                 {
                     "epoch": epoch,
-                    "model": supernet.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
+                    "branches": [
+                        {
+                            "allowed": b.allowed,
+                            "model": b.model.state_dict(),
+                            "optimizer": b.optimizer.state_dict(),
+                            "scheduler": b.scheduler.state_dict(),
+                        }
+                        for b in branches
+                    ],
                     "order_gen": order_gen.get_state(),
                     "rng": rng.getstate(),
                     "op_prob": op_prob,
                     "data_prob": data_prob,
+                    "splits": splits,
                     "seconds": seconds_before + time.perf_counter() - start_time,
                 },
                 checkpoint,
@@ -339,11 +417,55 @@ def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoc
     }
     if pada:
         info["operation_probabilities"] = dict(zip(spec.operations, [round(p, 4) for p in op_prob]))
-    result = {"state": {k: v.cpu() for k, v in supernet.state_dict().items()}, "info": info}
+    states = [{k: v.cpu() for k, v in b.model.state_dict().items()} for b in branches]
+    result: dict[str, Any] = {"state": states[0], "info": info}
+    if few_shot:
+        info["splits"] = splits
+        info["sub_supernets"] = len(branches)
+        result["branches"] = [{"allowed": b.allowed, "state": st} for b, st in zip(branches, states)]
     _save(result, final)
     with contextlib.suppress(FileNotFoundError):
         checkpoint.unlink()
     return result
+
+
+def _split_all(spec, settings, branches, train, batch_size, order_gen, rng, epoch, splits, total_steps) -> list:
+    """GM-NAS: split every branch on its edge of largest gradient-matching cut (see ``gmnas.py``)."""
+    criterion = nn.CrossEntropyLoss()
+
+    def minibatch() -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randperm(len(train), generator=order_gen)[:batch_size].to(train.inputs.device)
+        return train.inputs[index], train.targets[index]
+
+    out = []
+    for number, branch in enumerate(branches):
+        found = split_edge_scores(
+            branch.model,
+            branch.allowed,
+            EDGES,
+            minibatch,
+            lambda paths, model=branch.model: spec.shared_quantization(model, paths, rng),
+            rng,
+            settings["gm_repeats"],
+            criterion,
+        )
+        if not found:  # nothing left to split
+            out.append(branch)
+            continue
+        edge = max(sorted(found), key=lambda e: found[e][1])
+        groups, score, _ = found[edge]
+        splits.append(
+            {
+                "epoch": epoch,
+                "branch": number,
+                "edge": edge,
+                "groups": groups,
+                "score": round(score, 6),
+                "edge_scores": {e: round(v[1], 6) for e, v in found.items()},
+            }
+        )
+        out += [_child(spec, settings, branch, edge, group, total_steps) for group in groups]
+    return out
 
 
 def _uses(path: Sequence[str]) -> dict[str, int]:
@@ -361,6 +483,18 @@ def _operation_grad_norms(supernet: NB201Supernet, path: Sequence[str]) -> dict[
                 if isinstance(module, nn.Conv2d) and module.weight.grad is not None:
                     totals[op] = totals.get(op, 0.0) + float(module.weight.grad.norm())
     return totals
+
+
+def branch_for(trained: Mapping[str, Any], path: Sequence[str]) -> tuple[int, dict[str, torch.Tensor]]:
+    """(index, weights) of the (sub-)supernet covering ``path``: the only one without few-shot splits, else
+    the sub-supernet whose allowed operations contain the path's operation on every edge."""
+    branches = trained.get("branches")
+    if not branches:
+        return 0, trained["state"]
+    for index, branch in enumerate(branches):
+        if all(op in ops for op, ops in zip(path, branch["allowed"])):
+            return index, branch["state"]
+    raise ValueError(f"no sub-supernet covers the path {tuple(path)}")
 
 
 @torch.no_grad()
@@ -408,7 +542,28 @@ class SupernetEvaluator(Evaluator):
         "max_train_samples": Option(
             int, default=None, min=1, max=10_000_000, help="train on a fixed random subset of this many examples"
         ),
-        "sampling": Option(str, default="uniform", choices=SAMPLING, help="path sampling: uniform single-path (SPOS)"),
+        "sampling": Option(
+            str,
+            default="uniform",
+            choices=SAMPLING,
+            help="path sampling: uniform single-path (SPOS), pada (PA&DA importance sampling) or few_shot "
+            "(GM-NAS: sub-supernets split by gradient matching)",
+        ),
+        "few_shot_splits": Option(
+            int,
+            default=2,
+            min=1,
+            max=6,
+            help="few_shot: split rounds, each halving every sub-supernet's operations on one edge (2: four "
+            "sub-supernets, as GM-NAS on NAS-Bench-201)",
+        ),
+        "gm_repeats": Option(
+            int,
+            default=100,
+            min=1,
+            max=10_000,
+            help="few_shot: minibatches the gradient matching averages (GM-NAS: 100)",
+        ),
         "wdr_kurtosis": Option(
             float, default=0.0, min=0.0, max=100.0, help="EQ-Net WDR: weight of (kurtosis − 1.8)² (EQ-Net: 0.015)"
         ),
@@ -468,11 +623,12 @@ class SupernetEvaluator(Evaluator):
         device = context.device
         key, trained = self.supernet(candidate, context.seed, device)
         start = time.perf_counter()
-        supernet = self._built.get((key, str(device)))
+        branch, state = branch_for(trained, candidate.architecture.ops)
+        supernet = self._built.get((key, str(device), branch))
         if supernet is None:
             supernet = spec.build(candidate.task)
-            supernet.load_state_dict(trained["state"])
-            supernet = self._built[(key, str(device))] = supernet.to(device)
+            supernet.load_state_dict(state)
+            supernet = self._built[(key, str(device), branch)] = supernet.to(device)
         model = candidate.build_model(device).to(device)
         inherit(model, supernet, candidate.architecture.ops)
         task = candidate.task
@@ -494,6 +650,7 @@ class SupernetEvaluator(Evaluator):
             scores["test_accuracy"] = evaluate_model(model, test, criterion, self.settings["eval_batch_size"])[0]
         info = {
             "supernet": key,
+            "sub_supernet": branch,
             "supernet_train_seconds": trained["info"]["train_seconds"],
             "calibration_batches": used,
             "eval_seconds": round(time.perf_counter() - start, 3),
@@ -501,4 +658,4 @@ class SupernetEvaluator(Evaluator):
         return EvalResult(scores=scores, info=info, reasons=reasons)
 
 
-__all__ = ["SupernetEvaluator", "candidate_quant", "recalibrate_batchnorm", "train_supernet"]
+__all__ = ["SupernetEvaluator", "branch_for", "candidate_quant", "recalibrate_batchnorm", "train_supernet"]
