@@ -24,6 +24,7 @@ import os
 import random
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 import torch
@@ -121,7 +122,12 @@ def load_nb201() -> dict[str, tuple[float, float]]:
 
 
 def nb201_space(
-    proxies: list[str], batch_size: int, channels: int = 16, cells: int = 5, proxy_options: dict | None = None
+    proxies: list[str],
+    batch_size: int,
+    channels: int = 16,
+    cells: int = 5,
+    proxy_options: dict | None = None,
+    image_size: int = 32,
 ) -> SearchSpace:
     """NB201 cells (the published figures' full skeleton by default) scored on a digits minibatch."""
     evaluator: dict = {"name": "proxies", "proxies": proxies}
@@ -129,7 +135,7 @@ def nb201_space(
         evaluator["proxy_options"] = proxy_options
     return SearchSpace.from_dict(
         {
-            "task": {"name": "digits", "batch_size": batch_size, "image_size": 32, "channels": 3},
+            "task": {"name": "digits", "batch_size": batch_size, "image_size": image_size, "channels": 3},
             "dimensions": [{"name": "nb201", "channels": channels, "cells_per_stage": cells}],
             "evaluator": evaluator,
             "objectives": [{"metric": proxies[0]}],
@@ -193,6 +199,7 @@ def score_cells(
     out: str | None,
     time_limit: float | None,
     batch: Batch | None = None,
+    workers: int = 1,
 ) -> tuple[dict[str, dict[str, float]], list[float]]:
     """Score ``archs`` with every proxy together (one evaluator call per cell); resumes from ``out``.
 
@@ -207,34 +214,66 @@ def score_cells(
         writer = csv.DictWriter(handle, fieldnames=["arch", *proxies, "ms"])
         if fresh:
             writer.writeheader()
-    context = EvalContext(None, seed=0, device="cpu")
     start = time.perf_counter()
     together_ms = []
+    pending = [a for a in archs if a not in done]
+
+    def keep(arch: str, scores: dict[str, float], ms: float) -> None:
+        together_ms.append(ms)
+        done[arch] = scores
+        if writer:
+            writer.writerow({"arch": arch, **scores, "ms": round(ms, 1)})
+            handle.flush()
+        if len(together_ms) % 10 == 0:
+            print(f"{len(together_ms)}/{len(pending)} cells, {ms:.0f} ms for the last", file=sys.stderr)
+
     try:
-        for i, arch in enumerate(archs):
-            if arch in done:
-                continue
-            if time_limit is not None and time.perf_counter() - start > time_limit:
-                print(f"time limit reached after {i} cells", file=sys.stderr)
-                break
-            candidate = space.candidate_from_arch(arch)
-            t0 = time.perf_counter()
-            if batch is None:
-                scores = dict(space.evaluator.evaluate(candidate, context).scores)
-            else:
-                scores = space.evaluator.score_all(candidate, batch)[0]
-            ms = (time.perf_counter() - t0) * 1000.0
-            together_ms.append(ms)
-            done[arch] = scores
-            if writer:
-                writer.writerow({"arch": arch, **scores, "ms": round(ms, 1)})
-                handle.flush()
-            if (i + 1) % 10 == 0:
-                print(f"{i + 1}/{len(archs)} cells, {ms:.0f} ms for the last", file=sys.stderr)
+        if workers > 1 and batch is None:
+            # One torch thread per process; the CSV is written here as cells come back, so it stays resumable.
+            with ProcessPoolExecutor(workers, initializer=_worker_start, initargs=(space.raw,)) as pool:
+                futures = {pool.submit(_worker_score, arch): arch for arch in pending}
+                for future in as_completed(futures):
+                    keep(futures[future], *future.result())
+                    if time_limit is not None and time.perf_counter() - start > time_limit:
+                        print(f"time limit reached after {len(together_ms)} cells", file=sys.stderr)
+                        for other in futures:
+                            other.cancel()
+                        break
+        else:
+            context = EvalContext(None, seed=0, device="cpu")
+            for arch in pending:
+                if time_limit is not None and time.perf_counter() - start > time_limit:
+                    print(f"time limit reached after {len(together_ms)} cells", file=sys.stderr)
+                    break
+                candidate = space.candidate_from_arch(arch)
+                t0 = time.perf_counter()
+                if batch is None:
+                    scores = dict(space.evaluator.evaluate(candidate, context).scores)
+                else:
+                    scores = space.evaluator.score_all(candidate, batch)[0]
+                keep(arch, scores, (time.perf_counter() - t0) * 1000.0)
     finally:
         if handle:
             handle.close()
     return {a: done[a] for a in archs if a in done}, together_ms
+
+
+_WORKER: dict = {}
+
+
+def _worker_start(table: dict) -> None:
+    torch.set_num_threads(1)
+    automl.get_registry()
+    _WORKER["space"] = SearchSpace.from_dict(table)
+    _WORKER["context"] = EvalContext(None, seed=0, device="cpu")
+
+
+def _worker_score(arch: str) -> tuple[dict[str, float], float]:
+    space = _WORKER["space"]
+    candidate = space.candidate_from_arch(arch)
+    t0 = time.perf_counter()
+    scores = dict(space.evaluator.evaluate(candidate, _WORKER["context"]).scores)
+    return scores, (time.perf_counter() - t0) * 1000.0
 
 
 def correlations(
@@ -314,6 +353,57 @@ def aggregate_section(scores: dict[str, dict[str, float]], truth: dict[str, tupl
             published = PUBLISHED_AGGREGATE.get((name, aggregation), "—")
             lines.append(f"| {name} | {aggregation} | {cells[0]} | {cells[1]} | {published} |")
     lines += ["", "Proxies of each aggregate:"] + [f"- {n}: {', '.join(p)}" for n, p in AGGREGATE_SETS.items()]
+    return lines
+
+
+def compare_section(
+    scores: dict[str, dict[str, float]],
+    other: dict[str, dict[str, float]],
+    truth: dict[str, tuple[float, float]],
+    label: str,
+    other_label: str,
+) -> list[str]:
+    """Spearman ρ of each proxy (NaN ranked last) and each aggregate in two settings, on the cells both scored.
+
+    Used to check a reduced setting (smaller input, fewer channels or cells) against the full-size one.
+    """
+    from automl_plugins.evaluators.proxies import aggregate_within
+
+    archs = [a for a in scores if a in other and a in truth]
+    proxies = [p for p in scores[archs[0]] if p in other[archs[0]]] if archs else []
+
+    def rho(values: list[float], column: int) -> float:
+        floor = min((v for v in values if not math.isnan(v)), default=0.0) - 1.0
+        values = [floor if math.isnan(v) else v for v in values]
+        return float(spearmanr(values, [truth[a][column] for a in archs])[0])
+
+    rows = []
+    for proxy in proxies:
+        rows.append((proxy, [scores[a][proxy] for a in archs], [other[a][proxy] for a in archs]))
+    for name, members in AGGREGATE_SETS.items():
+        if all(p in proxies for p in members):
+            for aggregation in ("mean_rank", "log_rank"):
+                mine = aggregate_within([scores[a] for a in archs], members, aggregation)
+                theirs = aggregate_within([other[a] for a in archs], members, aggregation)
+                rows.append((f"{name} ({aggregation})", mine, theirs))
+    lines = [
+        f"{label} against {other_label}, on the {len(archs)} cells both scored (Spearman ρ, NaN ranked last):",
+        "",
+        (
+            f"| proxy | ρ C-10, {other_label} | ρ C-10, {label} | Δ C-10 | ρ C-100, {other_label} | "
+            f"ρ C-100, {label} | Δ C-100 |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    worst = 0.0
+    for name, mine, theirs in rows:
+        cells = []
+        for column in (0, 1):
+            a, b = rho(theirs, column), rho(mine, column)
+            worst = min(worst, b - a)
+            cells.append(f"{a:.3f} | {b:.3f} | {b - a:+.3f}")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    lines += ["", f"largest loss: {-worst:.3f} ρ"]
     return lines
 
 
@@ -460,6 +550,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=None, help="seconds of scoring before reporting")
     parser.add_argument("--timing-sample", type=int, default=3, help="cells timed proxy by proxy (0: skip)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=1, help="scoring processes, one torch thread each")
+    parser.add_argument("--image-size", type=int, default=32, help="digits upscaled to this size (32: full size)")
+    parser.add_argument("--channels", type=int, default=16, help="NB201 C (16: full size)")
+    parser.add_argument("--cells", type=int, default=5, help="NB201 cells per stage N (5: full size)")
+    parser.add_argument(
+        "--compare-with",
+        default=None,
+        help="CSV of the same cells scored in another setting (e.g. full size): ρ of both side by side",
+    )
     parser.add_argument("--skip-flexibert", action="store_true")
     parser.add_argument("--skip-nb201", action="store_true")
     parser.add_argument("--flexibert-sample", type=int, default=None, help="first N FlexiBERT encoders (default all)")
@@ -504,14 +603,19 @@ def main(argv: list[str] | None = None) -> int:
     archs = sorted(truth)
     random.Random(args.seed).shuffle(archs)
     archs = archs[: args.sample]
-    space = nb201_space(proxies, args.batch_size)
+    space = nb201_space(proxies, args.batch_size, args.channels, args.cells, image_size=args.image_size)
     t0 = time.perf_counter()
     batch = substitute_batch(args.inputs, space, args.batch_size)
-    scores, _ = score_cells(space, archs, proxies, args.out, args.time_limit, batch)
+    scores, _ = score_cells(space, archs, proxies, args.out, args.time_limit, batch, args.workers)
+    setting = f"{args.image_size}×{args.image_size}, C={args.channels}, N={args.cells}"
     print(
         f"NAS-Bench-201: {len(scores)} of {args.sample} sampled cells scored (sample seed {args.seed}, "
-        f"{args.inputs} minibatch of {args.batch_size}, C=16, N=5), {time.perf_counter() - t0:.0f} s"
+        f"{args.inputs} minibatch of {args.batch_size}, {setting}), {time.perf_counter() - t0:.0f} s"
     )
+    if args.compare_with:
+        print()
+        for line in compare_section(scores, read_scores(args.compare_with), truth, setting, args.compare_with):
+            print(line)
     print()
     print(
         "| proxy | ρ CIFAR-10 | τ CIFAR-10 | ρ CIFAR-100 | τ CIFAR-100 | published ρ C-10 | target | NaN "

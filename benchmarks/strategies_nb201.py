@@ -106,6 +106,9 @@ def main() -> int:
     parser.add_argument("--proxies", nargs="+", default=ROBOT_PROXIES)
     parser.add_argument("--cache", default="automl-cache.db", help="score cache holding the pool's proxies")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="score the pool's missing proxies first in this many processes"
+    )
     parser.add_argument("--only", nargs="*", default=None, help="run only methods whose label contains one of these")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -117,6 +120,11 @@ def main() -> int:
     pool, kind = build_pool(space, size=args.pool_size, whole_space=args.whole_space, seed=args.pool_seed)
     runner = automl.StudyRunner(space, storage=":memory:", seed=0, cache=cache)
     start = time.perf_counter()
+    if args.workers > 1:  # fill the score cache in parallel; proxy_matrix then reads it back
+        from automl_plugins.proxies.score import score_architectures
+
+        cells = [c.architecture.to_string() for c in pool]
+        score_architectures(cells, space.raw, list(args.proxies), cache=cache, workers=args.workers, progress=True)
     matrix = proxy_matrix(runner, pool, args.proxies, space.evaluator)
     proxy_time = time.perf_counter() - start
     computed, cached = runner.cache.misses, runner.cache.hits

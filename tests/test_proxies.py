@@ -474,3 +474,26 @@ def test_score_in_worker_processes_equals_one_process_and_scores_isomorphic_cell
     again = score_architectures(archs, tmp_path / "space.toml", ["nwot", "params", "meco"], cache=cache, progress=True)
     assert cache.hits == 3 and [r["params"] for r in again] == [r["params"] for r in two]
     assert "scored 3/3 (3 from the cache)" in capsys.readouterr().err
+
+
+def test_score_whole_space_lists_every_distinct_cell_once(tmp_path, capsys):
+    from automl.cli import main
+
+    space = tmp_path / "space.toml"
+    space.write_text(
+        '[task]\nname = "digits"\nbatch_size = 16\nimage_size = 8\nchannels = 1\n'
+        '[[dimensions]]\nname = "nb201"\nchannels = 2\ncells_per_stage = 1\noperations = ["none", "skip_connect"]\n'
+        '[evaluator]\nname = "proxies"\nproxies = ["params"]\n[[objectives]]\nmetric = "params"\n'
+    )
+    out = tmp_path / "all.csv"
+    argv = ["score", "--whole-space", "--space", str(space), "--proxies", "params", "--no-cache", "--out", str(out)]
+    assert main(argv) == 0
+    rows = out.read_text().splitlines()[1:]
+    archs = [r.split(",")[0] for r in rows]
+    # 2^6 = 64 strings; cells whose output ignores the input, and isomorphic copies, share one candidate.
+    from automl import SearchSpace
+
+    ids = {SearchSpace.from_file(space).candidate_from_arch(a).id for a in archs}
+    assert len(ids) == len(archs) and 1 < len(archs) < 64
+    assert main(["score", "--space", str(space), "--proxies", "params"]) == 2
+    assert "either an architecture file or --whole-space" in capsys.readouterr().err

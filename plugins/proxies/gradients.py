@@ -124,8 +124,11 @@ class CellGradientPass(SharedPass):
 
         def count_codes(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             # A pre-hook sees the ReLU's input before an in-place ReLU overwrites it.
-            codes = (args[0].detach() > 0).flatten(1).double()
-            self.results[key] = self.results[key] + codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T
+            # Agreements = (units + s·sᵀ) / 2 with s = ±1 codes: one float32 product, exact (integer sums
+            # far below 2²⁴), instead of c·cᵀ + (1 − c)(1 − c)ᵀ in float64.
+            signs = (args[0].detach() > 0).flatten(1).float() * 2.0 - 1.0
+            agree = (signs @ signs.T).double().add_(signs.shape[1]).mul_(0.5)
+            self.results[key] = self.results[key] + agree
 
         handles = [m.register_forward_pre_hook(count_codes) for m in model.modules() if chosen(m)]
         self.results[count_key] = len(handles)

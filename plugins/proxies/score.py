@@ -308,9 +308,36 @@ def write_csv(rows: Sequence[Mapping[str, Any]], proxies: Sequence[str], out: st
             handle.close()
 
 
+def whole_space_architectures(space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any]) -> list[str]:
+    """One string per distinct architecture of the space's architecture dimension (NAS-Bench-201: the
+    6,466 cells left when isomorphic strings are counted once), in a fixed order."""
+    from automl_plugins.strategies.pool import NotEnumerable, enumerate_space
+
+    scoring = scoring_space(space, ["params"])
+    try:
+        found = enumerate_space(scoring, limit=10**6)
+    except NotEnumerable as err:
+        raise UsageError(
+            f"--whole-space: parameter {err.args[0]!r} is continuous; the space cannot be listed"
+        ) from None
+    if found is None:
+        raise UsageError("--whole-space: the space has more than 1,000,000 architectures")
+    return [candidate.architecture.to_string() for candidate in found]
+
+
 # -- the command -------------------------------------------------------------------------------------
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("arch_file", metavar="ARCH_FILE", help="one architecture per line, in the space's string form")
+    parser.add_argument(
+        "arch_file",
+        metavar="ARCH_FILE",
+        nargs="?",
+        help="one architecture per line, in the space's string form (or --whole-space)",
+    )
+    parser.add_argument(
+        "--whole-space",
+        action="store_true",
+        help="score every distinct architecture of the space's architecture dimension instead of a file",
+    )
     parser.add_argument("--space", required=True, help="search-space file (its task and architecture dimension)")
     parser.add_argument("--proxies", default="", help="comma-separated proxy names (see automl plugins)")
     parser.add_argument("--task", default=None, help="task name replacing the space's [task]")
@@ -338,7 +365,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     aggregate = [p.strip() for p in args.aggregate.split(",") if p.strip()]
-    architectures = read_architectures(args.arch_file)
+    if args.whole_space == bool(args.arch_file):
+        raise UsageError("give either an architecture file or --whole-space")
+    if args.whole_space:
+        architectures = whole_space_architectures(args.space)
+        args.arch_file = "<whole space>"
+    else:
+        architectures = read_architectures(args.arch_file)
     if not architectures:
         raise AutomlError(f"{args.arch_file}: no architectures in the file")
     cache: ScoreCache | str | bool = False if args.no_cache else (args.cache or True)
