@@ -130,6 +130,10 @@ def main() -> int:
     computed, cached = runner.cache.misses, runner.cache.hits
     table = load_benchmark("nb201")
     optimum = {m: max(table.rows[c.architecture.to_string()][m] for c in pool) for m in METRICS}
+
+    def hits(values: list[float], metric: str) -> str:
+        return f"{sum(v >= optimum[metric] for v in values)}/{len(values)}"
+
     nan_share = {p: float(sum(math.isnan(v) for v in matrix[:, i])) / len(pool) for i, p in enumerate(args.proxies)}
     print(
         f"pool: {kind}, {len(pool)} cells; proxies {', '.join(args.proxies)} on digits "
@@ -152,7 +156,15 @@ def main() -> int:
                 walls.append(time.perf_counter() - start)
                 found[metric].append(run.study.best_value)
         rows.append(
-            [label, strategy["budget"], fmt(found["cifar10"]), fmt(found["cifar100"]), f"{statistics.fmean(walls):.2f}"]
+            [
+                label,
+                strategy["budget"],
+                fmt(found["cifar10"]),
+                fmt(found["cifar100"]),
+                hits(found["cifar10"], "cifar10"),
+                hits(found["cifar100"], "cifar100"),
+                f"{statistics.fmean(walls):.2f}",
+            ]
         )
         print(" | ".join(map(str, rows[-1])), file=sys.stderr)
 
@@ -162,13 +174,16 @@ def main() -> int:
         f"NB201 C={args.channels} N={args.cells}, {args.image_size}x{args.image_size}; "
         f"pool proxies: {proxy_time:.0f} s this run ({computed} computed, {cached} from the cache)\n"
     )
-    print("| method | queries | CIFAR-10 test acc | CIFAR-100 test acc | wall s / run |")
-    print("|---|---|---|---|---|")
+    print(
+        "| method | queries | CIFAR-10 test acc | CIFAR-100 test acc | pool optimum found, C-10 | pool optimum found, "
+        "C-100 | wall s / run |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(map(str, row)) + " |")
-    print(f"| optimum of this pool | - | {optimum['cifar10']:.2f} | {optimum['cifar100']:.2f} | - |")
+    print(f"| optimum of this pool | - | {optimum['cifar10']:.2f} | {optimum['cifar100']:.2f} | - | - | - |")
     for label, (c10, c100) in PUBLISHED.items():
-        print(f"| {label} | {20 if 'RoBoT' in label else '-'} | {c10:.2f} | {c100:.2f} | - |")
+        print(f"| {label} | {20 if 'RoBoT' in label else '-'} | {c10:.2f} | {c100:.2f} | - | - | - |")
     return 0
 
 

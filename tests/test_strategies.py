@@ -359,3 +359,20 @@ oracle = {name = "table", benchmark = "nb201", metrics = ["cifar10"]}
     assert "6 complete" in out
     for line in ("weights: {", 'queries: "6 of 6"', "best: {", 'name: "robot"'):
         assert line in out
+
+
+def test_robot_base_set_names_expand_to_their_proxies():
+    from automl_plugins.evaluators.proxies import AGGREGATE_PRESETS
+    from automl_plugins.strategies.ranked import PROXY_SETS, expand_proxy_sets
+
+    assert PROXY_SETS["default"] == AGGREGATE_PRESETS["default"]
+    assert expand_proxy_sets(["robot", "synflow", "meco"]) == [*PROXY_SETS["robot"], "meco"]
+    proxies = [*PROXY_SETS["default"], "grad_norm"]
+    space = automl.SearchSpace.from_dict(space_dict(proxies=proxies))
+    strategy = automl.SearchSpace.from_dict(
+        {**space.raw, "strategy": {**space.raw["strategy"], "proxies": ["default"]}}
+    )
+    assert strategy.strategy.proxy_names(strategy) == list(PROXY_SETS["default"])
+    with pytest.raises(SpaceError) as raised:  # the six need grasp, which this evaluator does not score
+        automl.SearchSpace.from_dict({**space.raw, "strategy": {**space.raw["strategy"], "proxies": ["robot"]}})
+    assert raised.value.key == "strategy.proxies[0]" and "in the set 'robot'" in raised.value.message

@@ -31,7 +31,8 @@ POOL_OPTIONS: dict[str, Option] = {
         default=None,
         item_type=str,
         min_items=1,
-        help="the base proxies: scores of the space's [evaluator] (default: all of them)",
+        help="the base proxies: scores of the space's [evaluator] (default: all of them); the sets "
+        "'robot' (RoBoT's six) and 'default' (the default aggregate's nine) stand for their proxies",
     ),
     "pool_size": Option(
         int,
@@ -51,6 +52,24 @@ POOL_OPTIONS: dict[str, Option] = {
         help="applied to each proxy before min-max normalization over the pool",
     ),
 }
+
+
+# Named base sets: RoBoT's six (its paper's NAS-Bench-201 set) and the default aggregate's nine.
+PROXY_SETS: dict[str, tuple[str, ...]] = {
+    "robot": ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov"),
+    "default": ("synflow", "nwot", "jacob_cov", "params", "meco", "az_expressivity", "az_progressivity")
+    + ("az_trainability", "az_complexity"),
+}
+
+
+def expand_proxy_sets(names: list[str] | None) -> list[str]:
+    """``names`` with each named set replaced by its proxies, each proxy once, in order."""
+    out: list[str] = []
+    for name in names or []:
+        for proxy in PROXY_SETS.get(name, (name,)):
+            if proxy not in out:
+                out.append(proxy)
+    return out
 
 
 class Pool:
@@ -80,20 +99,22 @@ class PoolStrategy(OracleStrategy):
     options = POOL_OPTIONS
 
     def proxy_names(self, space: SearchSpace) -> list[str]:
-        return list(self.settings["proxies"] or space.evaluator.metrics())
+        return expand_proxy_sets(self.settings["proxies"]) or list(space.evaluator.metrics())
 
     def validate(self, space: SearchSpace) -> None:
         super().validate(space)
         available = space.evaluator.metrics()
-        for i, name in enumerate(self.settings["proxies"] or []):
-            if name not in available:
-                raise SpaceError(
-                    f"{name!r} is not a score of the space's evaluator {space.evaluator.name!r} "
-                    f"(the proxies are the [evaluator] section)",
-                    key=f"proxies[{i}]",
-                    allowed=available,
-                )
-        if len(set(self.settings["proxies"] or [])) != len(self.settings["proxies"] or []):
+        for i, entry in enumerate(self.settings["proxies"] or []):
+            for name in PROXY_SETS.get(entry, (entry,)):
+                if name not in available:
+                    within = f" (in the set {entry!r})" if entry in PROXY_SETS else ""
+                    raise SpaceError(
+                        f"{name!r}{within} is not a score of the space's evaluator {space.evaluator.name!r} "
+                        f"(the proxies are the [evaluator] section)",
+                        key=f"proxies[{i}]",
+                        allowed=available,
+                    )
+        if len(set(self.settings["proxies"] or [])) != len(self.settings["proxies"] or []):  # before expansion
             raise SpaceError("a proxy is listed twice", key="proxies")
 
     def pool(self, context: SearchContext) -> Pool:
