@@ -11,6 +11,12 @@ of them together through the proxy evaluator (shared passes).
 
 ``--out`` keeps every scored cell; running again with the same file resumes where it stopped.
 ``--time-limit`` stops scoring after that many seconds and reports on the cells scored so far.
+``--workers N`` scores in N processes (one torch thread each). ``--image-size``, ``--channels`` and
+``--cells`` score other settings than the full-size one; ``--compare-with FULL.csv`` prints each proxy's
+and each aggregate's ρ in both settings side by side (how much a reduced setting loses):
+
+    python benchmarks/proxy_correlation.py --sample 1000 --workers 2 --image-size 16 --out px16.csv \
+        --compare-with nb201_1000.csv --skip-flexibert --timing-sample 0
 """
 
 from __future__ import annotations

@@ -394,8 +394,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.out != "-":
         failed = sum(1 for row in rows if any(k.startswith("reason.") for k in row))
         print(
-            f"wrote {len(rows)} architectures × {len(proxies)} proxies to {args.out}"
-            + (f" ({failed} with a NaN score: see the reason.* columns)" if failed else ""),
+            f"wrote {len(rows)} architectures × {len([k for k in rows[0] if k != 'arch' and '.' not in k])} "
+            f"scores to {args.out}" + (f" ({failed} with a NaN score: see the reason.* columns)" if failed else ""),
             file=sys.stderr,
         )
     return 0
