@@ -497,3 +497,14 @@ def test_score_whole_space_lists_every_distinct_cell_once(tmp_path, capsys):
     assert len(ids) == len(archs) and 1 < len(archs) < 64
     assert main(["score", "--space", str(space), "--proxies", "params"]) == 2
     assert "either an architecture file or --whole-space" in capsys.readouterr().err
+
+
+def test_score_whole_space_refuses_a_space_larger_than_its_limit(tmp_path, capsys, monkeypatch):
+    from automl.cli import main
+    from automl_plugins.proxies import score
+
+    monkeypatch.setattr(score, "WHOLE_SPACE_LIMIT", 5)
+    space = tmp_path / "space.toml"
+    write_space(space)
+    assert main(["score", "--whole-space", "--space", str(space), "--proxies", "params", "--no-cache"]) == 2
+    assert "more than 5 architectures; give a file" in capsys.readouterr().err

@@ -308,6 +308,11 @@ def write_csv(rows: Sequence[Mapping[str, Any]], proxies: Sequence[str], out: st
             handle.close()
 
 
+# --whole-space lists at most this many distinct architectures (listing costs about 0.25 ms each; scoring
+# that many would take days on a CPU), so a huge space is refused in seconds instead of listed for minutes.
+WHOLE_SPACE_LIMIT = 100_000
+
+
 def whole_space_architectures(space: SearchSpace | str | os.PathLike[str] | Mapping[str, Any]) -> list[str]:
     """One string per distinct architecture of the space's architecture dimension (NAS-Bench-201: the
     6,466 cells left when isomorphic strings are counted once), in a fixed order."""
@@ -315,13 +320,16 @@ def whole_space_architectures(space: SearchSpace | str | os.PathLike[str] | Mapp
 
     scoring = scoring_space(space, ["params"])
     try:
-        found = enumerate_space(scoring, limit=10**6)
+        found = enumerate_space(scoring, limit=WHOLE_SPACE_LIMIT)
     except NotEnumerable as err:
         raise UsageError(
             f"--whole-space: parameter {err.args[0]!r} is continuous; the space cannot be listed"
         ) from None
     if found is None:
-        raise UsageError("--whole-space: the space has more than 1,000,000 architectures")
+        raise UsageError(
+            f"--whole-space: the space has more than {WHOLE_SPACE_LIMIT:,} architectures; "
+            "give a file of the architectures to score"
+        )
     return [candidate.architecture.to_string() for candidate in found]
 
 
