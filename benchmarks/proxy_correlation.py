@@ -81,23 +81,8 @@ AGGREGATE_SETS: dict[str, tuple[str, ...]] = {
     "az_nas": AGGREGATE_PRESETS["az_nas"],
     "baseline + meco": (*BASELINE_AGGREGATE, "meco"),
     "baseline + zico, meco": (*BASELINE_AGGREGATE, "zico", "meco"),
-    "baseline + az_nas": (
-        *BASELINE_AGGREGATE,
-        "az_expressivity",
-        "az_progressivity",
-        "az_trainability",
-        "az_complexity",
-    ),
-    "baseline + zico, meco, swap + az_nas": (
-        *BASELINE_AGGREGATE,
-        "zico",
-        "meco",
-        "swap",
-        "az_expressivity",
-        "az_progressivity",
-        "az_trainability",
-        "az_complexity",
-    ),
+    "baseline + az_nas": (*BASELINE_AGGREGATE, *AGGREGATE_PRESETS["az_nas"]),
+    "baseline + zico, meco, swap + az_nas": (*BASELINE_AGGREGATE, "zico", "meco", "swap", *AGGREGATE_PRESETS["az_nas"]),
 }
 # AZ-NAS (Lee & Ham, CVPR 2024) on NAS-Bench-201 CIFAR-10: Spearman ρ about 0.9.
 PUBLISHED_AGGREGATE = {("az_nas", "log_rank"): "≈ 0.9 (AZ-NAS paper)"}

@@ -26,19 +26,10 @@ import sys
 import time
 
 from automl.report import table
+from automl_plugins.evaluators.proxies import AGGREGATE_PRESETS
 from automl_plugins.proxies.score import score_architectures
 
-PROXIES = [
-    "synflow",
-    "nwot",
-    "jacob_cov",
-    "params",
-    "meco",
-    "az_expressivity",
-    "az_progressivity",
-    "az_trainability",
-    "az_complexity",
-]
+PROXIES = list(AGGREGATE_PRESETS["default"])  # the default aggregate's nine
 WHOLE_SPACE = 6466  # distinct NAS-Bench-201 cells
 
 

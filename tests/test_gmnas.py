@@ -27,7 +27,7 @@ from automl_plugins.evaluators.supernet import (
     supernet_key,
     train_supernet,
 )
-from tests.test_supernet import candidates, tiny_space
+from tests.test_supernet import candidates, killed_after_epoch_two, tiny_space
 
 
 def test_match_distance_is_one_minus_cosine():
@@ -168,24 +168,9 @@ def test_few_shot_training_splits_into_sub_supernets_that_cover_each_path(tmp_pa
     assert result.info["sub_supernet"] == branch_for(trained, sample[0].architecture.ops)[0]
 
 
-class Stop(Exception):
-    pass
-
-
 def test_a_killed_few_shot_training_resumes_after_its_split(tmp_path):
     space = tiny_space(sampling="few_shot", few_shot_splits=1, gm_repeats=1, epochs=3, max_train_samples=32)
-    candidate = candidates(space, 1)[0]
-    settings = space.evaluator.settings
-    spec = SupernetSpec(candidate)
-    key = supernet_key(candidate, settings, 0)
-    common = {"seed": 0, "device": torch.device("cpu"), "key": key}
-
-    def stop_after_two(epoch: int) -> None:
-        if epoch == 2:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_supernet(spec, space.task, settings, folder=tmp_path / "killed", on_epoch=stop_after_two, **common)
+    spec, settings, _, common = killed_after_epoch_two(space, tmp_path / "killed")
     resumed = train_supernet(spec, space.task, settings, folder=tmp_path / "killed", **common)
     whole = train_supernet(spec, space.task, settings, folder=tmp_path / "whole", **common)
     assert resumed["info"]["resumed_from_epoch"] == 3

@@ -95,8 +95,9 @@ class Stop(Exception):
     pass
 
 
-def test_a_killed_training_resumes_from_its_checkpoint(tmp_path):
-    space = tiny_space(epochs=3, max_train_samples=32)
+def killed_after_epoch_two(space: SearchSpace, folder) -> tuple:
+    """Train ``space``'s supernet into ``folder`` and stop it after epoch 2, as a kill would:
+    (spec, settings, key, the keyword arguments of ``train_supernet`` besides the folder)."""
     candidate = candidates(space, 1)[0]
     settings = space.evaluator.settings
     spec = SupernetSpec(candidate)
@@ -108,7 +109,13 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        train_supernet(spec, space.task, settings, folder=tmp_path / "killed", on_epoch=stop_after_two, **common)
+        train_supernet(spec, space.task, settings, folder=folder, on_epoch=stop_after_two, **common)
+    return spec, settings, key, common
+
+
+def test_a_killed_training_resumes_from_its_checkpoint(tmp_path):
+    space = tiny_space(epochs=3, max_train_samples=32)
+    spec, settings, key, common = killed_after_epoch_two(space, tmp_path / "killed")
     assert (tmp_path / "killed" / f"{key}.ckpt.pt").exists()
     assert not (tmp_path / "killed" / f"{key}.pt").exists()
     epochs_run = []

@@ -135,10 +135,8 @@ class SupernetSpec:
         ``op_weights`` (PA&DA)."""
         if op_weights is not None:
             path = tuple(rng.choices(self.operations, weights=op_weights, k=len(EDGES)))
-        elif allowed is not None:
-            path = tuple(rng.choice(list(ops)) for ops in allowed)
         else:
-            path = tuple(rng.choice(self.operations) for _ in EDGES)
+            path = tuple(rng.choice(list(ops)) for ops in allowed or [self.operations] * len(EDGES))
         return path, self.quantization(path_layers(supernet, path), rng)
 
     def shared_quantization(
@@ -340,9 +338,7 @@ def _train_locked(spec, task, settings, seed, device, final, checkpoint, on_epoc
                 index = order[first : first + batch_size]
                 if len(index) < 2:
                     continue  # a batch of one breaks batch normalization
-                path, quant = spec.sample(
-                    supernet, rng, op_prob if pada else None, branch.allowed if few_shot else None
-                )
+                path, quant = spec.sample(supernet, rng, op_prob if pada else None, branch.allowed)
                 inputs, targets = train.inputs[index], train.targets[index]
                 optimizer.zero_grad(set_to_none=True)
                 if settings["wdr_kurtosis"] or settings["wdr_skewness"]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl import Option, SpaceError
+from automl_plugins.evaluators.proxies import AGGREGATE_PRESETS
 from automl_plugins.strategies.base import EXAMPLE, ORACLE_OPTIONS, OracleStrategy, Queries
 from automl_plugins.strategies.pool import (
     TRANSFORMS,
@@ -57,8 +58,7 @@ POOL_OPTIONS: dict[str, Option] = {
 # Named base sets: RoBoT's six (its paper's NAS-Bench-201 set) and the default aggregate's nine.
 PROXY_SETS: dict[str, tuple[str, ...]] = {
     "robot": ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov"),
-    "default": ("synflow", "nwot", "jacob_cov", "params", "meco", "az_expressivity", "az_progressivity")
-    + ("az_trainability", "az_complexity"),
+    "default": AGGREGATE_PRESETS["default"],
 }
 
 
